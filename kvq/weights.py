@@ -1,0 +1,154 @@
+"""One record per pretrained weight file, and how to find it on disk.
+
+Nothing is downloaded here at run time unless the file is absent *and* the network works:
+each record says which file is needed, where it comes from, and where it is looked for.
+A missing file is a `MissingWeightsError` that names the file and its source, never a
+silent fall-back to random initialisation.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A pretrained weight file that the config asks for is not on this machine."""
+
+
+@dataclass(frozen=True)
+class WeightRecord:
+    """A pretrained weight file (timm-style record)."""
+
+    name: str
+    filename: str
+    url: str
+    sha256: Optional[str] = None
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+    input_size: Sequence[int] = (3, 224, 224)
+    alt_filenames: Sequence[str] = ()
+    notes: str = ""
+
+
+WEIGHTS: dict[str, WeightRecord] = {
+    r.name: r
+    for r in [
+        WeightRecord(
+            name="resnet50_imagenet",
+            filename="resnet50-0676ba61.pth",
+            alt_filenames=("resnet50-19c8e357.pth",),
+            url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
+            notes="torchvision ResNet50_Weights.IMAGENET1K_V1 (the reference's resnet50-19c8e357.pth "
+            "holds the same weights)",
+        ),
+        WeightRecord(
+            name="slowfast_r50_k400",
+            filename="SLOWFAST_8x8_R50.pyth",
+            url="https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth",
+            mean=(0.45, 0.45, 0.45),
+            std=(0.225, 0.225, 0.225),
+            input_size=(3, 32, 224, 224),
+            notes="pytorchvideo slowfast_r50(pretrained=True), Kinetics-400",
+        ),
+        WeightRecord(
+            name="swin_tiny_k400",
+            filename="swin_tiny_patch244_window877_kinetics400_1k.pth",
+            url="https://github.com/SwinTransformer/storage/releases/download/v1.0.4/"
+            "swin_tiny_patch244_window877_kinetics400_1k.pth",
+            mean=(123.675 / 255, 116.28 / 255, 103.53 / 255),
+            std=(58.395 / 255, 57.12 / 255, 57.375 / 255),
+            input_size=(3, 32, 224, 224),
+            notes="Video Swin-T, Kinetics-400 (mmaction format, keys under 'backbone.')",
+        ),
+        WeightRecord(
+            name="clip_vit_b16",
+            filename="ViT-B-16.pt",
+            url="https://openaipublic.azureedge.net/clip/models/"
+            "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+            sha256="5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
+            mean=(0.48145466, 0.4578275, 0.40821073),
+            std=(0.26862954, 0.26130258, 0.27577711),
+            notes="OpenAI CLIP ViT-B/16 (JIT archive); the usual cache is ~/.cache/clip",
+        ),
+        WeightRecord(
+            name="contrique",
+            filename="CONTRIQUE_checkpoint25.tar",
+            url="https://github.com/pavancm/CONTRIQUE (README: 'CONTRIQUE_checkpoint25.tar', Google Drive)",
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            input_size=(3, 32, 32),
+            notes="CONTRIQUE ResNet-50 encoder + projector (distortion prior of KSVQE)",
+        ),
+        WeightRecord(
+            name="ksvqe_lsvq",
+            filename="KSVQE_techniqual_pretrainonLSVQ.pth",
+            url="https://github.com/lixinustc/KVQ-Challenge-CVPR-NTIRE2024 (README, Google Drive link)",
+            input_size=(3, 32, 288, 288),
+            notes="KSVQE backbone pre-trained on LSVQ (no modulation modules)",
+        ),
+    ]
+}
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for weight files, in order."""
+    dirs = []
+    if os.environ.get("KVQ_WEIGHTS_DIR"):
+        dirs.append(Path(os.environ["KVQ_WEIGHTS_DIR"]))
+    dirs.append(Path("pretrained_weights"))
+    hub = Path(torch.hub.get_dir())
+    dirs += [hub / "checkpoints", hub]
+    dirs.append(Path.home() / ".cache" / "clip")
+    return dirs
+
+
+def sha256sum(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_weight(name: str, path: Optional[str | os.PathLike] = None) -> Path:
+    """Path of the weight file of record `name`.
+
+    `path` (from a config) wins when given; it must exist. Otherwise the record's file names
+    are looked for in `search_dirs()`. Raises MissingWeightsError naming the file and source.
+    """
+    record = WEIGHTS[name]
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise MissingWeightsError(
+                f"weight file '{p}' ({record.notes or record.name}) does not exist; "
+                f"get {record.filename} from {record.url}"
+            )
+        return p
+    names = (record.filename, *record.alt_filenames)
+    for d in search_dirs():
+        for n in names:
+            p = d / n
+            if p.is_file():
+                if record.sha256 and sha256sum(p) != record.sha256:
+                    raise MissingWeightsError(f"{p} does not match the sha256 of {record.filename}")
+                log.info("using %s weights from %s", record.name, p)
+                return p
+    raise MissingWeightsError(
+        f"pretrained weights '{record.filename}' ({record.notes or record.name}) not found. "
+        f"Download it from {record.url} and put it in ./pretrained_weights/ (or set "
+        f"KVQ_WEIGHTS_DIR, or give its path in the config). Searched: "
+        + ", ".join(str(d) for d in search_dirs())
+        + ". Use 'pretrained: false' to train from random initialisation on purpose."
+    )

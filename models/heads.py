@@ -1,0 +1,40 @@
+"""Regression heads (parameter names as in the reference head.py)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class VQAHead(nn.Module):
+    """Dropout -> Conv3d(C, hidden, 1) -> GELU -> Dropout -> Conv3d(hidden, 1, 1) -> mean.
+
+    Input [B, C, T, H, W] -> score [B, 1].
+    """
+
+    def __init__(self, in_channels: int = 768, hidden_channels: int = 64, dropout_ratio: float = 0.5) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(p=dropout_ratio)
+        self.fc_hid = nn.Conv3d(in_channels, hidden_channels, (1, 1, 1))
+        self.fc_last = nn.Conv3d(hidden_channels, 1, (1, 1, 1))
+        self.gelu = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc_last(self.dropout(self.gelu(self.fc_hid(self.dropout(x)))))
+        return x.mean((-3, -2, -1))
+
+
+class SimpleVQAHead(nn.Module):
+    """Linear(C, hidden) -> Linear(hidden, 1) per frame, then the mean over frames.
+
+    Input [B, T, C] -> score [B, 1].
+    """
+
+    def __init__(self, in_channels: int = 9472, hidden_channels: int = 128) -> None:
+        super().__init__()
+        self.quality = nn.Sequential(nn.Linear(in_channels, hidden_channels), nn.Linear(hidden_channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quality(x).mean(dim=1)
+
+
+HEADS = {"VQAHead": VQAHead, "SimpleVQAHead": SimpleVQAHead}

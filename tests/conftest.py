@@ -1,0 +1,33 @@
+"""Shared fixtures: the conformance folder (skip with the reason when absent)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFORMANCE = Path(os.environ.get("KVQ_CONFORMANCE_DIR", ROOT.parent / "shared" / "conformance"))
+
+
+@pytest.fixture(scope="session")
+def conformance_dir() -> Path:
+    if not (CONFORMANCE / "detweights.py").is_file():
+        pytest.skip(f"conformance fixtures not found at {CONFORMANCE} (set KVQ_CONFORMANCE_DIR)")
+    return CONFORMANCE
+
+
+@pytest.fixture(scope="session")
+def detweights(conformance_dir: Path):
+    """The conformance folder's detweights module (fill_state_dict, det_input)."""
+    spec = importlib.util.spec_from_file_location("detweights", conformance_dir / "detweights.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def load_json(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
