@@ -1,0 +1,314 @@
+"""YAML configs: the one documented schema, validation, and `--set a.b=c` overrides.
+
+Every key is documented once, here (`SCHEMA`). Loading validates the whole file: an unknown
+key is an error naming the key, the file and the nearest valid key; a wrong type or a missing
+required key is an error too. Defaults are filled in, so code reads `cfg["batch_size"]`
+without `.get`. Backbone arguments (`model.args.<key>.backbone`) are checked against the
+registered backbone's constructor when the model is built.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import yaml
+
+from kvq.registry import did_you_mean
+
+REQUIRED = object()
+
+
+class ConfigError(ValueError):
+    """A config file (or override) that does not fit the schema."""
+
+
+@dataclass
+class Opt:
+    """One config key: accepted types, default (REQUIRED if none), doc, allowed values."""
+
+    types: tuple
+    default: Any = None
+    doc: str = ""
+    choices: Optional[Sequence[Any]] = None
+    children: Optional[dict[str, "Opt"]] = None  # fixed sub-keys
+    each: Optional["Opt"] = None  # mapping with free keys, each value of this schema
+    nullable: bool = True
+    deprecated: str = ""  # accepted for seed configs; says what happens
+
+
+def num(default: Any = REQUIRED, doc: str = "", **kw: Any) -> Opt:
+    return Opt((int, float), default, doc, nullable=False, **kw)
+
+
+def integer(default: Any = REQUIRED, doc: str = "", **kw: Any) -> Opt:
+    return Opt((int,), default, doc, nullable=False, **kw)
+
+
+def boolean(default: Any = REQUIRED, doc: str = "", **kw: Any) -> Opt:
+    return Opt((bool,), default, doc, nullable=False, **kw)
+
+
+def string(default: Any = REQUIRED, doc: str = "", nullable: bool = True, **kw: Any) -> Opt:
+    return Opt((str,), default, doc, nullable=nullable, **kw)
+
+
+def mapping(children: Optional[dict[str, Opt]] = None, doc: str = "", each: Optional[Opt] = None,
+            default: Any = None) -> Opt:
+    return Opt((dict,), {} if default is None else default, doc, children=children, each=each)
+
+
+VIEW = mapping(
+    {
+        "fragments_h": integer(9, "technical: rows of the fragment grid"),
+        "fragments_w": integer(9, "technical: columns of the fragment grid"),
+        "fsize_h": integer(32, "technical: mini-patch height in pixels"),
+        "fsize_w": integer(32, "technical: mini-patch width in pixels"),
+        "aligned": integer(8, "technical: frames that share one set of mini-patch offsets"),
+        "clip_len": integer(32, "frames per clip"),
+        "frame_interval": integer(1, "stride between sampled frames"),
+        "num_clips": integer(1, "clips per video (test: scored separately and averaged)"),
+        "t_frag": Opt((int,), None, "temporal segments; its presence selects the segment sampler form"),
+        "size_h": integer(112, "aesthetic/resize view height (KSVQE: the CLIP view)"),
+        "size_w": integer(112, "aesthetic/resize view width (KSVQE: the CLIP view)"),
+        "resize": integer(520, "simpleVQA: squash-resize side before cropping"),
+        "crop": integer(448, "simpleVQA: crop side (random in training, centre at test)"),
+        "random_crop": boolean(False, "", deprecated="stored by the seed without effect; ignored"),
+        "arp": boolean(False, "", deprecated="aspect-ratio-preserving resize; not supported, must be false"),
+    },
+    "options of one view; the view name's prefix selects the view: technical*, aesthetic*, simpleVQA*",
+)
+
+DATA_ARGS = mapping(
+    {
+        "phase": string("test", "'train' = random sampling/crops; anything else = deterministic",
+                        nullable=False),
+        "anno_file": string(REQUIRED, "annotation file (csv/txt); format detected, see README", nullable=False),
+        "anno_format": string("auto", "auto | kvq_csv | ksvqe | dover | unlabeled", nullable=False,
+                              choices=["auto", "kvq_csv", "ksvqe", "dover", "unlabeled"]),
+        "data_prefix": string("", "folder the annotation's file names are relative to", nullable=False),
+        "data_prefix_3D": string(None, "SimpleVQA: folder of cached SlowFast features (<video_name>/...)"),
+        "feature_type": string("SlowFast", "SimpleVQA: Slow (2048) | Fast (256) | SlowFast (2304)",
+                               choices=["Slow", "Fast", "SlowFast"], nullable=False),
+        "normalization": string("imagenet", "SimpleVQA: 'imagenet' (on [0,1], correct) or 'seed_0_255' "
+                                "(the reference's, on 0-255 values; for checkpoints trained with it)",
+                                choices=["imagenet", "seed_0_255"], nullable=False),
+        "decoder": string("decord", "primary decoder: decord | pyav (the other one is the fallback)",
+                          choices=["decord", "pyav"], nullable=False),
+        "sample_types": mapping(None, "view name -> view options", each=VIEW),
+        "weight": num(0.5, "", deprecated="stored by the seed without effect; ignored"),
+        "data_backend": string("disk", "", deprecated="only 'disk' is supported", choices=["disk"]),
+        "augment": boolean(False, "", deprecated="stored by the seed without effect; ignored"),
+        "random_crop": boolean(False, "", deprecated="stored by the seed without effect; ignored"),
+    },
+    "dataset arguments",
+)
+
+DATA_SPEC = mapping(
+    {
+        "type": string(REQUIRED, "dataset class (ViewDecompositionDataset_KVQ, "
+                       "ViewDecompositionDataset_add_forSimpleVQA)", nullable=False),
+        "args": DATA_ARGS,
+    }
+)
+
+MODEL_ENTRY = mapping(
+    {
+        "backbone": mapping(None, "backbone constructor arguments (checked against the backbone)",
+                            each=Opt((object,), None)),
+        "head": mapping(None, "head arguments (in_channels, hidden_channels, dropout_ratio)",
+                        each=Opt((object,), None)),
+    }
+)
+
+SCHEMA: dict[str, Opt] = {
+    "name": string(REQUIRED, "run name: prefix of checkpoint files", nullable=False),
+    "num_epochs": integer(50, "training epochs"),
+    "l_num_epochs": integer(0, "extra epochs counted in the LR schedule length only (seed)"),
+    "warmup_epochs": num(2.5, "linear LR warm-up length in (fractional) epochs; 0 = none"),
+    "ema": boolean(True, "keep an exponential moving average of the weights (validated too)"),
+    "ema_decay": num(0.999, "EMA decay per step"),
+    "save_model": boolean(True, "write checkpoints"),
+    "batch_size": integer(4, "training batch size (per process under DDP)"),
+    "num_workers": integer(6, "data-loader worker processes"),
+    "split_seed": integer(42, "seed of dataset splits made by scripts/run_splits.py"),
+    "seed": integer(42, "seed for python/numpy/torch and data-loader workers"),
+    "ddp": boolean(False, "the config is meant for train_ddp.py (informative)"),
+    "amp": string("off", "mixed precision: off | bf16 | fp16", choices=["off", "bf16", "fp16"], nullable=False),
+    "skip_bad_videos": boolean(False, "training only: skip undecodable videos, list them after the epoch"),
+    "metrics_fit": string("linear", "PLCC/RMSE after a 'linear' rescale or a 'logistic' 4-parameter fit",
+                          choices=["linear", "logistic"], nullable=False),
+    "loss": mapping(
+        {
+            "plcc": num(1.0, "weight of the PLCC loss"),
+            "rank": num(0.0, "weight of the pairwise rank loss"),
+            "contrastive": num(0.3, "weight of KSVQE's distortion contrastive loss"),
+        },
+        "loss weights",
+    ),
+    "tensorboard": boolean(False, "write TensorBoard scalars under log/"),
+    "wandb": mapping({"project_name": string(None, "")}, "",),
+    "optimizer": mapping(
+        {
+            "lr": num(3e-5, "AdamW base learning rate"),
+            "backbone_lr_mult": num(1.0, "LR multiplier of modules whose name contains 'backbone'"),
+            "wd": num(0.05, "AdamW weight decay"),
+            "wd_norm_bias": boolean(False, "also decay norm weights and biases"),
+        },
+        "optimiser",
+    ),
+    "load_path": string(None, "checkpoint loaded after building the model (train and test)"),
+    "test_load_path": string(None, "checkpoint used by test.py (default: load_path)"),
+    "data": mapping(None, "datasets: train, val, test", each=DATA_SPEC),
+    "model": mapping(
+        {
+            "type": string(REQUIRED, "model name (KSVQE, simpleVQA, swin_tiny_grpb, ...)", nullable=False),
+            "args": mapping(None, "<backbone key> -> {backbone: ..., head: ...}", each=MODEL_ENTRY),
+        },
+        "model",
+    ),
+}
+SCHEMA["wandb"].deprecated = "no wandb logging; ignored"
+
+
+def _type_name(types: tuple) -> str:
+    if set(types) == {int, float}:
+        return "number"
+    names = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "mapping", object: "any"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _check_type(value: Any, opt: Opt) -> bool:
+    if value is None:
+        return opt.nullable
+    if object in opt.types:
+        return True
+    if isinstance(value, bool) and bool not in opt.types:
+        return False
+    return isinstance(value, opt.types)
+
+
+def _validate(node: Any, schema: Mapping[str, Opt], path: str, source: str, warnings: list[str]) -> dict:
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"{source}: '{path or '<top>'}' must be a mapping, got {type(node).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        full = f"{path}.{key}" if path else str(key)
+        if key not in schema:
+            raise ConfigError(f"{source}: unknown key '{full}'{did_you_mean(str(key), schema)}")
+        out[key] = _validate_value(value, schema[key], full, source, warnings)
+    for key, opt in schema.items():
+        full = f"{path}.{key}" if path else key
+        if key in out:
+            continue
+        if opt.default is REQUIRED:
+            raise ConfigError(f"{source}: missing required key '{full}' ({opt.doc})")
+        if opt.children is not None:
+            out[key] = _validate({}, opt.children, full, source, warnings)
+        else:
+            out[key] = copy.deepcopy(opt.default)
+    return out
+
+
+def _validate_value(value: Any, opt: Opt, path: str, source: str, warnings: list[str]) -> Any:
+    if not _check_type(value, opt):
+        raise ConfigError(f"{source}: key '{path}' must be {_type_name(opt.types)}, got {value!r}")
+    if opt.deprecated and value not in (None, opt.default, {}):
+        warnings.append(f"{source}: '{path}': {opt.deprecated}")
+    if opt.choices is not None and value is not None and value not in opt.choices:
+        raise ConfigError(f"{source}: key '{path}' is {value!r}; allowed: {', '.join(map(str, opt.choices))}"
+                          f"{did_you_mean(str(value), map(str, opt.choices))}")
+    if isinstance(value, float) and int in opt.types and float not in opt.types:
+        raise ConfigError(f"{source}: key '{path}' must be an integer, got {value!r}")
+    if value is None and opt.children is not None:
+        value = {}
+    if opt.children is not None:
+        return _validate(value, opt.children, path, source, warnings)
+    if opt.each is not None:
+        value = value or {}
+        return {k: _validate_value(v, opt.each, f"{path}.{k}", source, warnings) for k, v in value.items()}
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'a.b=c' -> (['a', 'b'], yaml value of c)."""
+    if "=" not in text:
+        raise ConfigError(f"--set '{text}': expected KEY.PATH=VALUE")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
+    """Set each 'a.b=c' in the raw (unvalidated) config dict."""
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                node[k] = {}
+            node = node[k]
+        node[keys[-1]] = value
+    return raw
+
+
+class Config(dict):
+    """A validated config: a plain dict plus where it came from (`source`) and `warnings`."""
+
+    def __init__(self, data: dict, source: str, warnings: list[str]) -> None:
+        super().__init__(data)
+        self.source = source
+        self.warnings = warnings
+
+
+def validate(raw: Mapping[str, Any], source: str = "<config>") -> Config:
+    warnings: list[str] = []
+    data = _validate(raw, SCHEMA, "", source, warnings)
+    for split, spec in data["data"].items():
+        if split not in ("train", "val", "test"):
+            raise ConfigError(f"{source}: unknown key 'data.{split}'{did_you_mean(split, ['train', 'val', 'test'])}")
+        for view in spec["args"]["sample_types"]:
+            if not view.startswith(("technical", "aesthetic", "simpleVQA")):
+                raise ConfigError(f"{source}: 'data.{split}.args.sample_types.{view}': view names must start "
+                                  "with technical, aesthetic or simpleVQA")
+            if spec["args"]["sample_types"][view]["arp"]:
+                raise ConfigError(f"{source}: 'data.{split}.args.sample_types.{view}.arp' is not supported")
+    if not data["model"]["args"]:
+        raise ConfigError(f"{source}: 'model.args' must name at least one backbone (e.g. KSVQE, simpleVQA)")
+    return Config(data, source, warnings)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read, override and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    with open(path, encoding="utf-8") as f:
+        try:
+            raw = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    source = str(path) + (f" (with --set {' '.join(overrides)})" if overrides else "")
+    return validate(apply_overrides(raw, overrides), source)
+
+
+def describe_schema() -> str:
+    """Markdown table of every key (for the README)."""
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
+
+    def walk(schema: Mapping[str, Opt], prefix: str) -> None:
+        for key, opt in schema.items():
+            full = f"{prefix}{key}"
+            default = "required" if opt.default is REQUIRED else ("" if opt.children or opt.each else repr(opt.default))
+            doc = opt.doc + (f" (seed key: {opt.deprecated})" if opt.deprecated else "")
+            if opt.choices:
+                doc += f" [{', '.join(map(str, opt.choices))}]"
+            rows.append(f"| `{full}` | {_type_name(opt.types)} | {default} | {doc} |")
+            if opt.children:
+                walk(opt.children, full + ".")
+            elif opt.each is not None and opt.each.children:
+                walk(opt.each.children, full + ".<name>.")
+
+    walk(SCHEMA, "")
+    return "\n".join(rows)
