@@ -1,0 +1,157 @@
+"""Annotation readers: KVQ csv, KSVQE 4-column, DOVER/FAST-VQA, unlabeled.
+
+Formats (detected by `detect_format`, or named by `anno_format` in the config):
+- kvq_csv:   header `filename,score[,...]` (extra columns ignored; a `group` column is kept)
+- ksvqe:     no header, `filename,cls_label,dis_label,score`
+- dover:     no header, `filename,_,_,score` (same shape as ksvqe; the middle columns unused)
+- unlabeled: header `filename` (or a bare list of file names), e.g. the challenge test set
+
+Every problem is an `AnnotationError` naming the file and line. Missing video files are
+reported all at once.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+FORMATS = ("kvq_csv", "ksvqe", "dover", "unlabeled")
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation file; the message names the file and line(s)."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One annotated video."""
+
+    video_name: str  # as written in the annotation (relative to data_prefix)
+    path: str  # data_prefix joined with video_name
+    label: Optional[float]  # None when unlabeled
+    cls_label: int = -1
+    dis_label: int = -1
+    group: Optional[str] = None
+    line: int = 0
+
+
+def _rows(path: Path) -> list[tuple[int, list[str]]]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return [(i, [c.strip() for c in row]) for i, row in enumerate(csv.reader(f), start=1)
+                if row and any(c.strip() for c in row)]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def detect_format(path: str | Path) -> str:
+    """Guess the annotation format from the first row (see module docstring)."""
+    rows = _rows(Path(path))
+    if not rows:
+        raise AnnotationError(f"{path}: the annotation file is empty")
+    first = [c.lower() for c in rows[0][1]]
+    if first and first[0] in ("filename", "file_name", "name", "video", "video_name"):
+        return "kvq_csv" if len(first) > 1 and "score" in first or "mos" in first else "unlabeled"
+    if len(first) == 4 and _is_number(rows[0][1][3]):
+        return "ksvqe"
+    if len(first) == 1:
+        return "unlabeled"
+    raise AnnotationError(
+        f"{path}:1: cannot tell the annotation format from {rows[0][1]!r}; expected a header "
+        "'filename,score', 4 columns 'filename,cls_label,dis_label,score', or set data.*.args.anno_format")
+
+
+def _score(text: str, path: Path, line: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise AnnotationError(f"{path}:{line}: score {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise AnnotationError(f"{path}:{line}: score {text!r} is not a finite number")
+    return value
+
+
+def _int(text: str, what: str, path: Path, line: int) -> int:
+    try:
+        return int(float(text))
+    except ValueError:
+        raise AnnotationError(f"{path}:{line}: {what} {text!r} is not a number") from None
+
+
+def read_annotations(path: str | Path, data_prefix: str | Path = "", fmt: str = "auto",
+                     check_files: bool = True) -> list[VideoRecord]:
+    """Parse an annotation file into records (annotation order).
+
+    Raises AnnotationError for malformed lines, bad scores, duplicates and (with
+    `check_files`) video files that do not exist, all missing files listed in one message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(f"annotation file '{path}' does not exist")
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if fmt not in FORMATS:
+        raise AnnotationError(f"{path}: unknown annotation format '{fmt}' (known: {', '.join(FORMATS)})")
+    rows = _rows(path)
+    records: list[VideoRecord] = []
+    header: list[str] = []
+    if fmt in ("kvq_csv", "unlabeled") and rows and not _looks_like_data(rows[0][1], fmt):
+        header = [c.lower() for c in rows[0][1]]
+        rows = rows[1:]
+    name_col = 0
+    score_col = header.index("score") if "score" in header else (header.index("mos") if "mos" in header else 1)
+    group_col = header.index("group") if "group" in header else None
+    for line, row in rows:
+        if fmt in ("ksvqe", "dover"):
+            if len(row) != 4:
+                raise AnnotationError(f"{path}:{line}: expected 4 fields 'filename,cls_label,dis_label,score', "
+                                      f"got {len(row)}: {row!r}")
+            name, label = row[0], _score(row[3], path, line)
+            cls_label = _int(row[1], "cls_label", path, line) if fmt == "ksvqe" else -1
+            dis_label = _int(row[2], "dis_label", path, line) if fmt == "ksvqe" else -1
+            group = None
+        elif fmt == "kvq_csv":
+            if len(row) <= score_col:
+                raise AnnotationError(f"{path}:{line}: expected at least {score_col + 1} fields "
+                                      f"(filename,score), got {row!r}")
+            name, label, cls_label, dis_label = row[name_col], _score(row[score_col], path, line), -1, -1
+            group = row[group_col] if group_col is not None and group_col < len(row) else None
+        else:
+            name, label, cls_label, dis_label, group = row[name_col], None, -1, -1, None
+        if not name:
+            raise AnnotationError(f"{path}:{line}: empty file name")
+        records.append(VideoRecord(name, str(Path(data_prefix) / name) if data_prefix else name, label,
+                                   cls_label, dis_label, group, line))
+    if not records:
+        raise AnnotationError(f"{path}: no videos listed")
+    seen: dict[str, int] = {}
+    dups = []
+    for r in records:
+        if r.video_name in seen:
+            dups.append(f"'{r.video_name}' on lines {seen[r.video_name]} and {r.line}")
+        seen.setdefault(r.video_name, r.line)
+    if dups:
+        raise AnnotationError(f"{path}: duplicate file names: " + "; ".join(dups[:20])
+                              + (f" (and {len(dups) - 20} more)" if len(dups) > 20 else ""))
+    if check_files:
+        missing = [f"line {r.line}: {r.path}" for r in records if not Path(r.path).is_file()]
+        if missing:
+            raise AnnotationError(
+                f"{path}: {len(missing)} of {len(records)} video files do not exist (data_prefix "
+                f"'{data_prefix}'):\n  " + "\n  ".join(missing[:50])
+                + (f"\n  ... and {len(missing) - 50} more" if len(missing) > 50 else ""))
+    return records
+
+
+def _looks_like_data(row: list[str], fmt: str) -> bool:
+    """True if the first row is data rather than a header."""
+    if fmt == "kvq_csv":
+        return len(row) > 1 and _is_number(row[1])
+    return row[0].lower() not in ("filename", "file_name", "name", "video", "video_name")

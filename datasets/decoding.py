@@ -1,0 +1,141 @@
+"""Video decoding: decord first, PyAV as the fallback. Always RGB uint8 [T, H, W, 3].
+
+Only the requested frames are returned, each decoded once. Every failure is a
+`VideoDecodeError` that names the file; nothing is padded with zeros or silently dropped.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be decoded (corrupt, truncated, empty, not a video)."""
+
+
+def _check_file(path: str) -> None:
+    p = Path(path)
+    if not p.is_file():
+        raise VideoDecodeError(f"{path}: no such file")
+    if p.stat().st_size == 0:
+        raise VideoDecodeError(f"{path}: the file is empty (0 bytes)")
+
+
+class DecordReader:
+    """decord.VideoReader wrapper (frame-accurate seeking, RGB)."""
+
+    name = "decord"
+
+    def __init__(self, path: str) -> None:
+        import decord
+
+        self.path = path
+        try:
+            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+            self.num_frames = len(self._vr)
+        except Exception as e:  # decord raises its own DECORDError and RuntimeError
+            raise VideoDecodeError(f"{path}: decord cannot open it: {e}") from e
+        if self.num_frames <= 0:
+            raise VideoDecodeError(f"{path}: no video frames")
+
+    def fps(self) -> float:
+        return float(self._vr.get_avg_fps() or 0.0)
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        unique = sorted(set(int(i) for i in indices))
+        try:
+            frames = self._vr.get_batch(unique).asnumpy()
+        except Exception as e:
+            raise VideoDecodeError(f"{self.path}: decord failed to decode frames {unique[:8]}...: {e}") from e
+        lookup = {idx: k for k, idx in enumerate(unique)}
+        return frames[[lookup[int(i)] for i in indices]]
+
+
+class PyAVReader:
+    """PyAV reader: counts frames by demuxing, then decodes once, keeping requested frames."""
+
+    name = "pyav"
+
+    def __init__(self, path: str) -> None:
+        import av
+
+        self.path = path
+        try:
+            with av.open(path) as container:
+                if not container.streams.video:
+                    raise VideoDecodeError(f"{path}: the file has no video stream")
+                stream = container.streams.video[0]
+                self._fps = float(stream.average_rate or 0.0)
+                self.num_frames = sum(1 for p in container.demux(stream) if p.size > 0)
+        except VideoDecodeError:
+            raise
+        except Exception as e:  # av.error.* for invalid data
+            raise VideoDecodeError(f"{path}: PyAV cannot open it: {e}") from e
+        if self.num_frames <= 0:
+            raise VideoDecodeError(f"{path}: no video frames")
+
+    def fps(self) -> float:
+        return self._fps
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        import av
+
+        wanted = set(int(i) for i in indices)
+        last = max(wanted)
+        got: dict[int, np.ndarray] = {}
+        try:
+            with av.open(self.path) as container:
+                for k, frame in enumerate(container.decode(video=0)):
+                    if k in wanted:
+                        got[k] = frame.to_ndarray(format="rgb24")
+                    if k >= last:
+                        break
+        except Exception as e:
+            raise VideoDecodeError(f"{self.path}: PyAV failed while decoding: {e}") from e
+        missing = sorted(wanted - got.keys())
+        if missing:
+            raise VideoDecodeError(f"{self.path}: truncated or corrupt: frames {missing[:8]} of "
+                                   f"{self.num_frames} could not be decoded")
+        return np.stack([got[int(i)] for i in indices])
+
+
+READERS = {"decord": DecordReader, "pyav": PyAVReader}
+
+
+def open_video(path: str, primary: str = "decord") -> DecordReader | PyAVReader:
+    """Open with the primary reader, falling back to the other one."""
+    _check_file(path)
+    order = [primary] + [n for n in READERS if n != primary]
+    errors = []
+    for name in order:
+        try:
+            return READERS[name](path)
+        except VideoDecodeError as e:
+            errors.append(str(e))
+            log.debug("%s", e)
+    raise VideoDecodeError(f"{path}: cannot be decoded: " + " | ".join(errors))
+
+
+def read_frames(path: str, indices_fn, primary: str = "decord") -> tuple[np.ndarray, np.ndarray, int]:
+    """Decode the frames that `indices_fn(num_frames)` asks for.
+
+    Returns (frames uint8 [T, H, W, 3] RGB, indices int [T], num_frames). Falls back to the
+    other reader when the primary one fails while decoding.
+    """
+    _check_file(path)
+    order = [primary] + [n for n in READERS if n != primary]
+    errors = []
+    for name in order:
+        try:
+            reader = READERS[name](path)
+            indices = np.asarray(indices_fn(reader.num_frames))
+            return reader.read(indices), indices, reader.num_frames
+        except VideoDecodeError as e:
+            errors.append(str(e))
+            log.debug("%s", e)
+    raise VideoDecodeError(f"{path}: cannot be decoded: " + " | ".join(errors))

@@ -1,0 +1,169 @@
+"""Datasets registered under the seed's config names.
+
+Each sample is produced by a small pipeline: read annotation record -> sample frame indices
+(per view) -> decode the union of frames once -> build each view -> normalise.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datasets.annotations import VideoRecord, read_annotations
+from datasets.decoding import VideoDecodeError, read_frames
+from datasets.features import load_clip_features
+from datasets.normalize import CLIP, SIMPLEVQA, TECHNICAL
+from datasets.samplers import build_sampler
+from datasets.views import apply_view, resized_view
+from kvq.registry import DATASETS
+
+log = logging.getLogger(__name__)
+
+
+class VideoQualityDataset(Dataset):
+    """Base class: annotations, samplers and decoding shared by the concrete datasets.
+
+    `opt` is `data.<split>.args` of a validated config. `phase == 'train'` gives random
+    sampling and crops; any other phase is deterministic (same video -> same input).
+    """
+
+    def __init__(self, opt: Mapping[str, Any], records: Optional[list[VideoRecord]] = None) -> None:
+        super().__init__()
+        self.opt = opt
+        self.phase = opt.get("phase", "test")
+        self.train = self.phase == "train"
+        self.sample_types: dict[str, dict] = {k: dict(v) for k, v in opt["sample_types"].items()}
+        if not self.sample_types:
+            raise ValueError("dataset needs at least one view in sample_types")
+        self.samplers = {k: build_sampler(v) for k, v in self.sample_types.items()}
+        self.decoder = opt.get("decoder", "decord")
+        self.skip_bad_videos = False
+        self.records = records if records is not None else read_annotations(
+            opt["anno_file"], opt.get("data_prefix", ""), opt.get("anno_format", "auto"))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def has_labels(self) -> bool:
+        return all(r.label is not None for r in self.records)
+
+    def _rng(self) -> Optional[np.random.Generator]:
+        """Per-sample generator drawn from torch's RNG (seeded per worker by the DataLoader)."""
+        if not self.train:
+            return None
+        return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+    def decode_views(self, record: VideoRecord, rng: Optional[np.random.Generator]
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], tuple[int, int, int]]:
+        """Decode each needed frame once; return uint8 clips [3,T,H,W] per view, the frame
+        indices per view and the original (T, H, W)."""
+        per_view: dict[str, np.ndarray] = {}
+
+        def indices_fn(num_frames: int) -> np.ndarray:
+            for name, sampler in self.samplers.items():
+                per_view[name] = sampler(num_frames, self.train, rng)
+            return np.concatenate(list(per_view.values()))
+
+        frames, _, num_frames = read_frames(record.path, indices_fn, self.decoder)
+        video = torch.from_numpy(frames).permute(3, 0, 1, 2)  # [3, T_all, H, W] uint8 (a view)
+        clips, start = {}, 0
+        for name, inds in per_view.items():
+            clips[name] = video[:, start:start + len(inds)]
+            start += len(inds)
+        return clips, per_view, (num_frames, frames.shape[1], frames.shape[2])
+
+    def common_fields(self, record: VideoRecord, frame_inds: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {
+            "num_clips": {k: v["num_clips"] for k, v in self.sample_types.items()},
+            "clip_len": {k: v["clip_len"] for k, v in self.sample_types.items()},
+            "frame_inds": {k: torch.from_numpy(v) for k, v in frame_inds.items()},
+            "label": float("nan") if record.label is None else float(record.label),
+            "video_name": record.video_name,
+            "name": record.path,
+        }
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        try:
+            return self.make_sample(record)
+        except VideoDecodeError as e:
+            if self.train and self.skip_bad_videos:
+                log.warning("skipping undecodable video: %s", e)
+                return {"bad_video": record.path, "error": str(e)}
+            raise
+
+    def make_sample(self, record: VideoRecord) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@DATASETS.register("ViewDecompositionDataset_KVQ")
+class KSVQEDataset(VideoQualityDataset):
+    """KSVQE input: for the (single) technical view with T = clip_len * num_clips frames:
+
+    technical, fragment: float [3,T,288,288] (fragments, Swin normalisation)
+    resize_video:        float [3,T,size_h,size_w] (the raw clip resized, CLIP normalisation)
+    dis_label: int, label: float, original_shape: (T,H,W), + common fields.
+    """
+
+    def make_sample(self, record: VideoRecord) -> dict[str, Any]:
+        rng = self._rng()
+        clips, frame_inds, shape = self.decode_views(record, rng)
+        sample: dict[str, Any] = {}
+        for name, clip in clips.items():
+            opts = self.sample_types[name]
+            sample[name] = TECHNICAL(apply_view(name, clip, opts, self.train, rng))
+            if name.startswith("technical"):
+                sample["fragment"] = sample[name]
+                sample["resize_video"] = CLIP(resized_view(clip, opts["size_h"], opts["size_w"]))
+        sample.update(self.common_fields(record, frame_inds))
+        sample["dis_label"] = record.dis_label
+        sample["original_shape"] = torch.tensor(shape)
+        return sample
+
+
+@DATASETS.register("ViewDecompositionDataset_add_forSimpleVQA")
+class SimpleVQADataset(VideoQualityDataset):
+    """SimpleVQA input: simpleVQA float [3,T,crop,crop] (ImageNet normalisation, or the seed's
+    0-255 variant) and feat float [T, 2304] cached SlowFast features of clips 0..T-1."""
+
+    def __init__(self, opt: Mapping[str, Any], records: Optional[list[VideoRecord]] = None) -> None:
+        super().__init__(opt, records)
+        self.normalize = SIMPLEVQA[opt.get("normalization", "imagenet")]
+        self.feature_root = opt.get("data_prefix_3D")
+        self.feature_type = opt.get("feature_type", "SlowFast")
+        if "simpleVQA" in self.sample_types and not self.feature_root:
+            raise ValueError("ViewDecompositionDataset_add_forSimpleVQA needs data_prefix_3D (the folder of "
+                             "cached SlowFast features)")
+
+    def make_sample(self, record: VideoRecord) -> dict[str, Any]:
+        rng = self._rng()
+        sample: dict[str, Any] = {}
+        if "simpleVQA" in self.sample_types:
+            n = self.sample_types["simpleVQA"]["clip_len"]
+            sample["feat"] = load_clip_features(self.feature_root, record.video_name, self.feature_type, n)
+        clips, frame_inds, _ = self.decode_views(record, rng)
+        for name, clip in clips.items():
+            view = apply_view(name, clip, self.sample_types[name], self.train, rng)
+            sample[name] = self.normalize(view) if name.startswith("simpleVQA") else TECHNICAL(view)
+        sample.update(self.common_fields(record, frame_inds))
+        return sample
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """default_collate that drops samples marked bad (training with skip_bad_videos) and
+    lists them under 'bad_videos'."""
+    bad = [s["bad_video"] for s in samples if "bad_video" in s]
+    good = [s for s in samples if "bad_video" not in s]
+    batch: dict[str, Any] = torch.utils.data.default_collate(good) if good else {}
+    batch["bad_videos"] = bad
+    return batch
+
+
+def build_dataset(spec: Mapping[str, Any]) -> VideoQualityDataset:
+    """Dataset from a validated `data.<split>` spec ({type, args})."""
+    return DATASETS.get(spec["type"])(spec["args"])
+

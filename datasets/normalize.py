@@ -1,0 +1,35 @@
+"""Normalisation of uint8 clips into float model inputs ([C,T,H,W] -> float [C,T,H,W])."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """out = (x * scale - mean) / std, per channel."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    scale: float = 1.0
+
+    def __call__(self, video: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean).view(3, 1, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1, 1)
+        out = video.float()
+        if self.scale != 1.0:
+            out.mul_(self.scale)
+        return out.sub_(mean).div_(std)
+
+
+# Swin/FAST-VQA fragments, on 0-255 values (seed)
+TECHNICAL = Normalization((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+# CLIP view of KSVQE, on [0, 1] (seed)
+CLIP = Normalization((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711), 1 / 255)
+# SimpleVQA, ImageNet statistics on [0, 1] (correct)
+IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1 / 255)
+# SimpleVQA as the seed did it: ImageNet statistics applied to 0-255 values (checkpoints trained so)
+IMAGENET_SEED_0_255 = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.0)
+
+SIMPLEVQA = {"imagenet": IMAGENET, "seed_0_255": IMAGENET_SEED_0_255}

@@ -1,0 +1,108 @@
+"""Spatial views of a sampled clip. Input and output: uint8 [C, T, H, W] tensors.
+
+- technical: FAST-VQA fragments (grid of mini-patches), vectorised gather
+- aesthetic: resize (squash) to size_h x size_w (KSVQE's 112x112 CLIP view)
+- simpleVQA: squash-resize to resize x resize, then a random (train) / centre (test) crop
+
+Randomness (training only) comes from the numpy Generator passed in; at test time every
+view is deterministic.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+
+def upscale_to_cover(video: torch.Tensor, min_h: int, min_w: int) -> torch.Tensor:
+    """Bilinear upscale [C,T,H,W] uint8 so that H >= min_h and W >= min_w (seed rule:
+    scale by 1/min(H/min_h, W/min_w) when that ratio is < 1)."""
+    h, w = video.shape[-2:]
+    ratio = min(h / min_h, w / min_w)
+    if ratio >= 1:
+        return video
+    out = F.interpolate(video.float().div_(255.0), scale_factor=1 / ratio, mode="bilinear")
+    out = out.mul_(255.0).to(torch.uint8)
+    if out.shape[-2] < min_h or out.shape[-1] < min_w:  # guard against floating-point floor
+        out = F.interpolate(out.float(), size=(max(min_h, out.shape[-2]), max(min_w, out.shape[-1])),
+                            mode="bilinear").to(torch.uint8)
+    return out
+
+
+def fragment_offsets(cell: int, fsize: int, shape: tuple, train: bool, rng: Optional[np.random.Generator]) -> np.ndarray:
+    """Offsets of mini-patches inside their grid cell: U{0..cell-fsize-1} (train), centre (test)."""
+    if cell <= fsize:
+        return np.zeros(shape, dtype=np.int64)
+    if train:
+        return rng.integers(0, cell - fsize, size=shape)
+    return np.full(shape, (cell - fsize) // 2, dtype=np.int64)
+
+
+def spatial_fragments(video: torch.Tensor, fragments_h: int = 9, fragments_w: int = 9, fsize_h: int = 32,
+                      fsize_w: int = 32, aligned: int = 8, train: bool = False,
+                      rng: Optional[np.random.Generator] = None, **_: object) -> torch.Tensor:
+    """FAST-VQA fragments: uint8 [C,T,H,W] -> uint8 [C,T,fragments_h*fsize_h,fragments_w*fsize_w].
+
+    Mini-patch (i, j) comes from grid cell (i, j) (origin min(H//fragments_h*i, H-fsize_h)) at an
+    offset shared by each block of `aligned` frames.
+    """
+    video = upscale_to_cover(video, fragments_h * fsize_h, fragments_w * fsize_w)
+    c, t, h, w = video.shape
+    aligned = 1 if t == 1 else aligned
+    blocks = math.ceil(t / aligned)
+    hgrid = np.minimum((h // fragments_h) * np.arange(fragments_h), h - fsize_h)
+    wgrid = np.minimum((w // fragments_w) * np.arange(fragments_w), w - fsize_w)
+    rnd_h = fragment_offsets(h // fragments_h, fsize_h, (fragments_h, fragments_w, blocks), train, rng)
+    rnd_w = fragment_offsets(w // fragments_w, fsize_w, (fragments_h, fragments_w, blocks), train, rng)
+    block_of_t = np.arange(t) // aligned
+    # rows[t, i, j, a] and cols[t, i, j, b] of the source pixels
+    rows = (hgrid[None, :, None] + rnd_h[:, :, block_of_t].transpose(2, 0, 1))[..., None] + np.arange(fsize_h)
+    cols = (wgrid[None, None, :] + rnd_w[:, :, block_of_t].transpose(2, 0, 1))[..., None] + np.arange(fsize_w)
+    t_idx = torch.arange(t).view(t, 1, 1, 1, 1)
+    r_idx = torch.from_numpy(rows).view(t, fragments_h, fragments_w, fsize_h, 1)
+    c_idx = torch.from_numpy(cols).view(t, fragments_h, fragments_w, 1, fsize_w)
+    out = video[:, t_idx, r_idx, c_idx]  # [C, T, fh, fw, fsize_h, fsize_w]
+    return out.permute(0, 1, 2, 4, 3, 5).reshape(c, t, fragments_h * fsize_h, fragments_w * fsize_w)
+
+
+def resized_view(video: torch.Tensor, size_h: int = 224, size_w: int = 224, **_: object) -> torch.Tensor:
+    """Squash-resize uint8 [C,T,H,W] -> [C,T,size_h,size_w] (bilinear, antialiased)."""
+    return TF.resize(video.transpose(0, 1), [size_h, size_w], antialias=True).transpose(0, 1)
+
+
+def resize_crop_view(video: torch.Tensor, resize: int = 520, crop: int = 448, train: bool = False,
+                     rng: Optional[np.random.Generator] = None, **_: object) -> torch.Tensor:
+    """SimpleVQA: squash-resize to resize x resize, crop crop x crop (random in training as the
+    seed, U{0..resize-crop-1}; centre at test)."""
+    if crop > resize:
+        raise ValueError(f"simpleVQA view: crop {crop} is larger than resize {resize}")
+    video = resized_view(video, resize, resize)
+    if train and resize > crop:
+        top, left = (int(v) for v in rng.integers(0, resize - crop, size=2))
+    else:
+        top = left = resize // 2 - crop // 2
+    return video[..., top:top + crop, left:left + crop]
+
+
+VIEWS: dict[str, Callable[..., torch.Tensor]] = {
+    "technical": spatial_fragments,
+    "aesthetic": resized_view,
+    "simpleVQA": resize_crop_view,
+}
+
+
+def view_function(view_name: str) -> Callable[..., torch.Tensor]:
+    """The view for a sample_types name, chosen by its prefix (as the seed)."""
+    for prefix, fn in VIEWS.items():
+        if view_name.startswith(prefix):
+            return fn
+    raise KeyError(f"view '{view_name}': name must start with one of {', '.join(VIEWS)}")
+
+
+def apply_view(view_name: str, video: torch.Tensor, opts: Mapping, train: bool,
+               rng: Optional[np.random.Generator]) -> torch.Tensor:
+    return view_function(view_name)(video, train=train, rng=rng, **opts)

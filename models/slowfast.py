@@ -1,0 +1,109 @@
+"""SlowFast R50 (Kinetics-400) feature extractor of SimpleVQA, as cut by the reference
+SlowFast_features.py, and its frame preprocessing.
+
+`feature_extraction` = pytorchvideo `slowfast_r50` blocks 0-4 (stem, res2-res5 with fusions), so
+its keys are the reference extractor's `feature_extraction.<i>.*`. The slow pathway is pooled by
+blocks[5].pool[0] (AvgPool3d (8, 7, 7)), the fast one by blocks[5].pool[1] (AvgPool3d (32, 7, 7)),
+both then by blocks[6].output_pool (AdaptiveAvgPool3d 1). These have no parameters.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from pytorchvideo.models.hub import slowfast_r50
+from torch import nn
+
+from kvq.weights import WEIGHTS, resolve_weight
+
+log = logging.getLogger(__name__)
+
+CLIP_FRAMES = 32
+SLOW_FRAMES = CLIP_FRAMES // 4
+NUM_BLOCKS = 5
+SLOWFAST_MEAN = WEIGHTS["slowfast_r50_k400"].mean
+SLOWFAST_STD = WEIGHTS["slowfast_r50_k400"].std
+
+
+def to_extractor_keys(checkpoint: Mapping[str, Any]) -> tuple[dict, dict]:
+    """Map a SlowFast state dict onto `SlowFastExtractor` keys.
+
+    Accepts the pytorchvideo checkpoint (`{"model_state": {"blocks.<i>.*": ...}}`) or a bare
+    pytorchvideo state dict (`blocks.<i>.*`, i < 5 -> `feature_extraction.<i>.*`) or the
+    reference extractor's own keys (`feature_extraction.*`, unchanged).
+    Returns (state dict, {dropped key: reason}).
+    """
+    state = checkpoint.get("model_state", checkpoint)
+    mapped: dict[str, torch.Tensor] = {}
+    dropped: dict[str, str] = {}
+    for key, value in state.items():
+        if key.startswith("blocks."):
+            index = int(key.split(".")[1])
+            if index < NUM_BLOCKS:
+                mapped["feature_extraction." + key[len("blocks."):]] = value
+            else:
+                dropped[key] = "Kinetics classification head, not part of the feature extractor"
+        else:
+            mapped[key] = value
+    return mapped, dropped
+
+
+def pack_pathways(clips: torch.Tensor) -> list[torch.Tensor]:
+    """[N, 3, T, H, W] -> [slow [N, 3, T//4, H, W] (frames linspace(0, T-1, T//4)), fast = clips]."""
+    index = torch.linspace(0, clips.shape[2] - 1, clips.shape[2] // 4).long().to(clips.device)
+    return [torch.index_select(clips, 2, index), clips]
+
+
+class SlowFastExtractor(nn.Module):
+    """forward(clips [N, 3, 32, H, W], normalised) -> (slow [N, 2048, 1, 1, 1], fast [N, 256, 1, 1, 1]).
+
+    Every clip is processed independently (eval mode), so N clips in one call give the values
+    of N single-clip calls.
+    """
+
+    def __init__(self, pretrained: bool = True, pretrained_path: Optional[str | os.PathLike] = None) -> None:
+        super().__init__()
+        net = slowfast_r50(pretrained=False)
+        self.feature_extraction = nn.Sequential(*net.blocks[:NUM_BLOCKS])
+        self.slow_avg_pool = net.blocks[5].pool[0]
+        self.fast_avg_pool = net.blocks[5].pool[1]
+        self.adp_avg_pool = net.blocks[6].output_pool
+        if pretrained:
+            self.load_kinetics(pretrained_path)
+
+    def load_kinetics(self, path: Optional[str | os.PathLike] = None) -> None:
+        """Load the pytorchvideo Kinetics-400 checkpoint (record "slowfast_r50_k400")."""
+        file = resolve_weight("slowfast_r50_k400", path)
+        state, _ = to_extractor_keys(torch.load(file, map_location="cpu", weights_only=True))
+        self.load_state_dict(state, strict=True)
+        log.info("SlowFast R50 Kinetics-400 weights loaded from %s", file)
+
+    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if clips.dim() != 5 or clips.shape[1] != 3 or clips.shape[2] != CLIP_FRAMES:
+            raise ValueError(f"expected clips [N, 3, {CLIP_FRAMES}, H, W], got {tuple(clips.shape)}")
+        device = next(self.parameters()).device
+        slow, fast = self.feature_extraction(pack_pathways(clips.to(device)))
+        return self.adp_avg_pool(self.slow_avg_pool(slow)), self.adp_avg_pool(self.fast_avg_pool(fast))
+
+
+def preprocess_frames(frames: np.ndarray | torch.Tensor, size: int = 224) -> torch.Tensor:
+    """RGB uint8 frames [T, H, W, 3] -> normalised float32 [3, T, size, size].
+
+    Resize to size x size (aspect ratio not kept), /255, mean 0.45, std 0.225, as the reference
+    (PIL `transforms.Resize([224, 224])` bilinear, `ToTensor`, `Normalize`). The resize here is
+    torchvision's antialiased bilinear on uint8 tensors; it differs from PIL's by at most one grey
+    level (0.0174 after normalisation) on a minority of pixels (about 5-20% on noise images).
+    """
+    x = torch.as_tensor(frames)
+    if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames [T, H, W, 3], got {x.dtype} {tuple(x.shape)}")
+    x = x.permute(0, 3, 1, 2)
+    x = TF.resize(x, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    x = x.float().div_(255.0)
+    mean = torch.tensor(SLOWFAST_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(SLOWFAST_STD, dtype=x.dtype).view(1, 3, 1, 1)
+    return ((x - mean) / std).permute(1, 0, 2, 3).contiguous()

@@ -1,0 +1,477 @@
+"""Video Swin Transformer 3D with FAST-VQA's gated relative position bias (GRPB).
+
+Numerically the reference `SwinTransformer3D` (models/backbones/swin_backbone.py of
+lixinustc/KVQ-Challenge-CVPR-NTIRE2024, itself FAST-VQA's), with the same parameter names,
+so checkpoints trained with the reference load unchanged. The Swin inside the reference KSVQE
+(KSVQE_model.py) is the same network: its extra `fragment_size` layer argument is unused there.
+
+Architecture (Swin-T defaults): PatchEmbed3D Conv3d(3, 96, (2, 4, 4)) + LayerNorm; four stages
+of depths [2, 2, 6, 2], heads [3, 6, 12, 24], window (8, 7, 7) clamped to the token grid,
+shifted windows (shift = window // 2) on odd blocks, PatchMerging after stages 0-2, final
+LayerNorm. Stages with `frag_biases` true hold a second table, `fragment_position_bias_table`:
+the relative bias becomes `rel * g + frag * (1 - g)`, where g[i, j] is the L1 distance
+(integer, not clipped) between the fragment coordinates of tokens i and j; the coordinates
+come from a (1, wh, ww) grid nearest-resized onto the padded token grid.
+
+Running the network stage by stage (what KSVQE does, with modulation between stages)::
+
+    x = swin.patch_embed(video)      # [B, 3, T, H, W] -> [B, 96, T/2, H/4, W/4]
+    x = swin.pos_drop(x)
+    for layer in swin.layers:        # each: [B, C, D, H, W] -> next stage's [B, C', D, H', W']
+        x = layer(x)                 # window clamping, shift masks and GRPB gates are internal
+        ...                          # (modulate x here)
+    x = swin.apply_norm(x)           # final LayerNorm over channels, [B, 768, T/2, H/32, W/32]
+
+A subclass (e.g. KSVQE) may call `SwinTransformer3D.__init__(self, pretrained=False, ...)`,
+add its own modules, and then call `load_kinetics_weights(self, path)`: only the Swin keys
+(`patch_embed.*`, `layers.*`, `norm.*`) are read and reported.
+
+One deliberate difference from the reference: when a window is clamped in H or W (token grid
+smaller than the window), the relative-position index is taken for the clamped (d, h, w)
+window; the reference takes the first N rows/columns of the full index, which names the
+wrong table entries in that case. Both agree whenever only T is clamped (every published
+input size: 32x224x224 / 16x288x288 FAST-VQA, 224x224 KSVQE).
+"""
+from __future__ import annotations
+
+import logging
+from functools import lru_cache, partialmethod
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from torch import nn
+from torchvision.ops import StochasticDepth
+
+from kvq.registry import BACKBONES
+from kvq.weights import resolve_weight
+
+log = logging.getLogger(__name__)
+
+Size3 = tuple[int, int, int]
+SWIN_PREFIXES = ("patch_embed.", "layers.", "norm.")
+
+
+def window_partition(x: torch.Tensor, window: Size3) -> torch.Tensor:
+    """[B, D, H, W, C] -> [B * nW, wd * wh * ww, C] (windows in D, H, W raster order)."""
+    b, d, h, w, c = x.shape
+    wd, wh, ww = window
+    x = x.view(b, d // wd, wd, h // wh, wh, w // ww, ww, c)
+    return x.permute(0, 1, 3, 5, 2, 4, 6, 7).contiguous().view(-1, wd * wh * ww, c)
+
+
+def window_reverse(windows: torch.Tensor, window: Size3, b: int, d: int, h: int, w: int) -> torch.Tensor:
+    """[B * nW, wd, wh, ww, C] -> [B, D, H, W, C]; inverse of `window_partition`."""
+    wd, wh, ww = window
+    x = windows.view(b, d // wd, h // wh, w // ww, wd, wh, ww, -1)
+    return x.permute(0, 1, 4, 2, 5, 3, 6, 7).contiguous().view(b, d, h, w, -1)
+
+
+def clamp_window(size: Sequence[int], window: Size3, shift: Size3) -> tuple[Size3, Size3]:
+    """Window and shift used on a token grid of `size` (D, H, W).
+
+    A dimension not larger than the window gets one window covering it, and no shift.
+    """
+    use_window, use_shift = list(window), list(shift)
+    for i, n in enumerate(size):
+        if n <= window[i]:
+            use_window[i] = n
+            use_shift[i] = 0
+    return tuple(use_window), tuple(use_shift)
+
+
+def _shift_regions(n: int, window: int, shift: int) -> torch.Tensor:
+    """Region label (0, 1, 2) of each of `n` positions after a cyclic shift by `shift`."""
+    labels = torch.full((n,), 2)
+    if shift > 0:
+        labels[: n - window] = 0
+        labels[n - window: n - shift] = 1
+    return labels
+
+
+@lru_cache(maxsize=64)
+def shifted_window_mask(padded: Size3, window: Size3, shift: Size3, device: torch.device) -> torch.Tensor:
+    """Attention mask of the shifted windows: [nW, N, N], 0 within a region, -100 across."""
+    d, h, w = (_shift_regions(n, wn, s) for n, wn, s in zip(padded, window, shift))
+    regions = (d[:, None, None] * 9 + h[None, :, None] * 3 + w[None, None, :]).float()
+    regions = window_partition(regions[None, ..., None].to(device), window).squeeze(-1)
+    diff = regions.unsqueeze(1) - regions.unsqueeze(2)
+    return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
+
+
+@lru_cache(maxsize=64)
+def fragment_gate(padded: Size3, window: Size3, shift: Size3, device: torch.device) -> torch.Tensor:
+    """GRPB gate [nW, N, N]: L1 distance between the fragment coordinates of two tokens.
+
+    Fragment coordinates: the (1, wh, ww) grid nearest-resized to the padded token grid,
+    rolled by the block's shift like the tokens.
+    """
+    grid = torch.meshgrid(torch.arange(1), torch.arange(window[1]), torch.arange(window[2]), indexing="ij")
+    grid = torch.stack(grid).float()[None].to(device)  # [1, 3, 1, wh, ww]
+    coords = F.interpolate(grid, size=padded).long().permute(0, 2, 3, 4, 1)  # [1, Dp, Hp, Wp, 3]
+    coords = torch.roll(coords, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+    coords = window_partition(coords, window)  # [nW, N, 3]
+    return (coords[:, None, :] - coords[:, :, None]).abs().sum(-1).float()
+
+
+def relative_position_index(window: Size3) -> torch.Tensor:
+    """[N, N] index into the (2wd-1)(2wh-1)(2ww-1) relative bias table, N = wd * wh * ww."""
+    coords = torch.stack(torch.meshgrid(*(torch.arange(n) for n in window), indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+    for i, n in enumerate(window):
+        rel[:, :, i] += n - 1
+    rel[:, :, 0] *= (2 * window[1] - 1) * (2 * window[2] - 1)
+    rel[:, :, 1] *= 2 * window[2] - 1
+    return rel.sum(-1)
+
+
+class Mlp(nn.Module):
+    """Linear -> GELU -> Dropout -> Linear -> Dropout on [..., C]."""
+
+    def __init__(self, in_features: int, hidden_features: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class WindowAttention3D(nn.Module):
+    """Multi-head self-attention inside 3D windows with relative (and optional GRPB) bias."""
+
+    def __init__(self, dim: int, window_size: Size3, num_heads: int, qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 frag_bias: bool = False) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        table_size = (2 * window_size[0] - 1) * (2 * window_size[1] - 1) * (2 * window_size[2] - 1)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(table_size, num_heads))
+        if frag_bias:
+            self.fragment_position_bias_table = nn.Parameter(torch.zeros(table_size, num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(window_size))
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    @property
+    def frag_bias(self) -> bool:
+        return hasattr(self, "fragment_position_bias_table")
+
+    def _bias(self, table: torch.Tensor, window: Size3) -> torch.Tensor:
+        """Bias of the (possibly clamped) `window` from `table`: [nH, N, N]."""
+        d, h, w = window
+        n = d * h * w
+        index = self.relative_position_index.view(*self.window_size, *self.window_size)[:d, :h, :w, :d, :h, :w]
+        return table[index.reshape(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
+
+    def forward(self, x: torch.Tensor, window: Size3, mask: Optional[torch.Tensor] = None,
+                gate: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x [B * nW, N, C] -> [B * nW, N, C]; mask / gate [nW, N, N] or None."""
+        bn, n, c = x.shape
+        qkv = self.qkv(x).reshape(bn, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [B * nW, nH, N, C / nH]
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+
+        bias = self._bias(self.relative_position_bias_table, window)
+        if gate is not None:
+            gate = gate.unsqueeze(1)  # [nW, 1, N, N]
+            frag = self._bias(self.fragment_position_bias_table, window)
+            bias = bias.unsqueeze(0) * gate + frag * (1 - gate)  # [nW, nH, N, N]
+            nw = gate.shape[0]
+            attn = (attn.view(bn // nw, nw, self.num_heads, n, n) + bias.unsqueeze(0)).view(-1, self.num_heads, n, n)
+        else:
+            attn = attn + bias.unsqueeze(0)
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = attn.view(bn // nw, nw, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.num_heads, n, n)
+        attn = self.attn_drop(attn.softmax(dim=-1))
+        x = (attn @ v).transpose(1, 2).reshape(bn, n, c)
+        return self.proj_drop(self.proj(x))
+
+
+class SwinTransformerBlock3D(nn.Module):
+    """(Shifted-)window attention + MLP, both pre-norm residual, on [B, D, H, W, C]."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: Size3, shift_size: Size3 = (0, 0, 0),
+                 mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_scale: Optional[float] = None,
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
+                 frag_bias: bool = False, use_checkpoint: bool = False) -> None:
+        super().__init__()
+        if not all(0 <= s < w for s, w in zip(shift_size, window_size)):
+            raise ValueError(f"shift {shift_size} must lie in [0, window {window_size})")
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.use_checkpoint = use_checkpoint
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention3D(dim, window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop, frag_bias)
+        self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+
+    def _attention(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        b, d, h, w, c = x.shape
+        window, shift = clamp_window((d, h, w), self.window_size, self.shift_size)
+        x = self.norm1(x)
+        pads = [(wn - n % wn) % wn for n, wn in zip((d, h, w), window)]
+        x = F.pad(x, (0, 0, 0, pads[2], 0, pads[1], 0, pads[0]))
+        padded = tuple(x.shape[1:4])
+        shifted = any(s > 0 for s in shift)
+        if shifted:
+            x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+        gate = fragment_gate(padded, window, shift, x.device) if self.attn.frag_bias else None
+        windows = self.attn(window_partition(x, window), window, mask if shifted else None, gate)
+        x = window_reverse(windows.view(-1, *window, c), window, b, *padded)
+        if shifted:
+            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
+        if any(pads):
+            x = x[:, :d, :h, :w, :].contiguous()
+        return x
+
+    def _feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """x [B, D, H, W, C] -> same; `mask`: the stage's shifted-window mask [nW, N, N]."""
+        checkpointed = self.use_checkpoint and self.training and torch.is_grad_enabled()
+        if checkpointed:
+            x = x + self.drop_path(torch.utils.checkpoint.checkpoint(self._attention, x, mask, use_reentrant=False))
+            return x + torch.utils.checkpoint.checkpoint(self._feed_forward, x, use_reentrant=False)
+        x = x + self.drop_path(self._attention(x, mask))
+        return x + self._feed_forward(x)
+
+
+class PatchMerging(nn.Module):
+    """2x2 spatial merge: [B, D, H, W, C] -> LayerNorm(4C) -> Linear -> [B, D, H/2, W/2, 2C]."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2], x.shape[3]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], -1)
+        return self.reduction(self.norm(x))
+
+
+class BasicLayer(nn.Module):
+    """One stage: `depth` blocks (shifted on odd ones), then optional PatchMerging.
+
+    forward: [B, C, D, H, W] -> [B, C', D, H', W'] (C' = 2C, H' = ceil(H/2) with downsampling).
+    """
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: Size3, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, qk_scale: Optional[float] = None, drop: float = 0.0,
+                 attn_drop: float = 0.0, drop_path: Sequence[float] = (), downsample: bool = False,
+                 frag_bias: bool = False, use_checkpoint: bool = False) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = tuple(w // 2 for w in window_size)
+        drop_path = list(drop_path) or [0.0] * depth
+        self.blocks = nn.ModuleList([
+            SwinTransformerBlock3D(dim, num_heads, window_size, (0, 0, 0) if i % 2 == 0 else self.shift_size,
+                                   mlp_ratio, qkv_bias, qk_scale, drop, attn_drop, drop_path[i], frag_bias,
+                                   use_checkpoint)
+            for i in range(depth)
+        ])
+        self.downsample = PatchMerging(dim) if downsample else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, d, h, w = x.shape
+        window, shift = clamp_window((d, h, w), self.window_size, self.shift_size)
+        padded = tuple(-(-n // wn) * wn for n, wn in zip((d, h, w), window))
+        mask = shifted_window_mask(padded, window, shift, x.device)
+        x = x.permute(0, 2, 3, 4, 1)
+        for block in self.blocks:
+            x = block(x, mask)
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return x.permute(0, 4, 1, 2, 3)
+
+
+class PatchEmbed3D(nn.Module):
+    """[B, 3, T, H, W] (zero-padded to multiples of the patch) -> Conv3d -> LayerNorm -> [B, C, T/2, H/4, W/4]."""
+
+    def __init__(self, patch_size: Size3 = (2, 4, 4), in_chans: int = 3, embed_dim: int = 96,
+                 patch_norm: bool = True) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim) if patch_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pd, ph, pw = ((p - n % p) % p for n, p in zip(x.shape[2:], self.patch_size))
+        if pd or ph or pw:
+            x = F.pad(x, (0, pw, 0, ph, 0, pd))
+        x = self.proj(x)
+        if self.norm is not None:
+            x = self.norm(x.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3)
+        return x
+
+
+def _per_stage_windows(window_size: Any, num_stages: int) -> list[Size3]:
+    """One (wd, wh, ww) or one triple per stage -> a triple per stage."""
+    if isinstance(window_size[0], Sequence):
+        if len(window_size) != num_stages:
+            raise ValueError(f"window_size has {len(window_size)} entries for {num_stages} stages")
+        return [tuple(int(v) for v in w) for w in window_size]
+    return [tuple(int(v) for v in window_size)] * num_stages
+
+
+def load_kinetics_weights(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Load an mmaction Video Swin checkpoint into the Swin part of `model` (the reference load_swin).
+
+    Reads `['state_dict']`, keeps keys under `backbone.` (prefix stripped), copies each
+    `relative_position_bias_table` into the model's `fragment_position_bias_table` of the same
+    block, skips (and logs) shape mismatches. Returns (missing Swin keys, skipped keys).
+    """
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    source = obj["state_dict"] if isinstance(obj, Mapping) and "state_dict" in obj else obj
+    own = model.state_dict()
+    state: dict[str, torch.Tensor] = {}
+    for key, value in source.items():
+        if not key.startswith("backbone."):
+            continue
+        key = key[len("backbone."):]
+        state[key] = value
+        forked = key.replace("relative_position_bias_table", "fragment_position_bias_table")
+        if forked != key and forked in own:
+            state[forked] = value
+    skipped = []
+    for key in list(state):
+        if key not in own:
+            skipped.append(key)
+            log.warning("Kinetics checkpoint key %s has no counterpart in the model", key)
+            del state[key]
+        elif tuple(state[key].shape) != tuple(own[key].shape):
+            skipped.append(key)
+            log.warning("Kinetics checkpoint key %s skipped: shape %s vs model %s", key,
+                        tuple(state[key].shape), tuple(own[key].shape))
+            del state[key]
+    model.load_state_dict(state, strict=False)
+    missing = [k for k in own if k.startswith(SWIN_PREFIXES) and k not in state]
+    if missing:
+        log.warning("Swin keys not in the Kinetics checkpoint, left as initialised (%d): %s", len(missing),
+                    ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+    log.info("loaded Kinetics-400 Video Swin weights from %s (%d tensors)", path, len(state))
+    return missing, skipped
+
+
+@BACKBONES.register("swin_tiny_grpb")
+class SwinTransformer3D(nn.Module):
+    """Video Swin-T 3D with GRPB (FAST-VQA): batch["technical"] [B, 3, T, H, W] -> [B, 768, T/2, H/32, W/32].
+
+    `pretrained` loads the Kinetics-400 Video Swin-T checkpoint (record "swin_tiny_k400", or
+    `pretrained_path`); a missing file raises MissingWeightsError. `checkpoint` turns on
+    gradient checkpointing of every block (training only). `frozen_stages` k >= 0 freezes the
+    patch embedding and stages 0..k-1 (kept in eval mode).
+    """
+
+    head_type = "VQAHead"
+    head_defaults = {"in_channels": 768, "hidden_channels": 64}
+
+    def __init__(self, *, pretrained: bool = True, pretrained_path: Optional[str] = None,
+                 patch_size: Sequence[int] = (2, 4, 4), in_chans: int = 3, embed_dim: int = 96,
+                 depths: Sequence[int] = (2, 2, 6, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
+                 window_size: Sequence[Any] = (8, 7, 7), mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.1, patch_norm: bool = True, frozen_stages: int = -1,
+                 checkpoint: bool = True, frag_biases: Sequence[bool] = (True, True, True, False)) -> None:
+        super().__init__()
+        num_stages = len(depths)
+        if not len(num_heads) == len(frag_biases) == num_stages:
+            raise ValueError(f"depths, num_heads and frag_biases need {num_stages} entries each")
+        windows = _per_stage_windows(window_size, num_stages)
+        self.frozen_stages = frozen_stages
+        self.patch_embed = PatchEmbed3D(tuple(patch_size), in_chans, embed_dim, patch_norm)
+        self.pos_drop = nn.Dropout(p=drop_rate)
+        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depths))]
+        self.layers = nn.ModuleList([
+            BasicLayer(embed_dim * 2 ** i, depths[i], num_heads[i], windows[i], mlp_ratio, qkv_bias, qk_scale,
+                       drop_rate, attn_drop_rate, dpr[sum(depths[:i]): sum(depths[: i + 1])],
+                       downsample=i < num_stages - 1, frag_bias=bool(frag_biases[i]), use_checkpoint=checkpoint)
+            for i in range(num_stages)
+        ])
+        self.num_features = embed_dim * 2 ** (num_stages - 1)
+        self.norm = nn.LayerNorm(self.num_features)
+        self._freeze_stages()
+        self.apply(self._init_weights)
+        if pretrained:
+            load_kinetics_weights(self, resolve_weight("swin_tiny_k400", pretrained_path))
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages >= 0:
+            self.patch_embed.eval()
+            self.patch_embed.requires_grad_(False)
+        if self.frozen_stages >= 1:
+            self.pos_drop.eval()
+            for layer in self.layers[: self.frozen_stages]:
+                layer.eval()
+                layer.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "SwinTransformer3D":
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def apply_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """Final LayerNorm over channels: [B, C, D, H, W] -> same."""
+        return self.norm(x.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3)
+
+    def forward_features(self, video: torch.Tensor) -> torch.Tensor:
+        """[B, 3, T, H, W] -> [B, 768, T/2, H/32, W/32]."""
+        x = self.pos_drop(self.patch_embed(video))
+        for layer in self.layers:
+            x = layer(x.contiguous())
+        return self.apply_norm(x)
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """batch["technical"] [B, 3, T, H, W] -> features [B, 768, T/2, H/32, W/32]."""
+        return self.forward_features(batch["technical"])
+
+
+@BACKBONES.register("swin_tiny_grpb_m")
+class SwinTinyGRPBM(SwinTransformer3D):
+    """FAST-VQA-M: window (4, 4, 4), no fragment bias tables."""
+
+    __init__ = partialmethod(SwinTransformer3D.__init__, window_size=(4, 4, 4), frag_biases=(False,) * 4)
+
+
+@BACKBONES.register("swin_tiny")
+class SwinTiny(SwinTransformer3D):
+    """Plain Video Swin-T (the reference swin_3d_tiny): no fragment bias tables."""
+
+    __init__ = partialmethod(SwinTransformer3D.__init__, frag_biases=(False,) * 4)
+
+
+@BACKBONES.register("swin_small")
+class SwinSmall(SwinTransformer3D):
+    """Plain Video Swin-S (the reference swin_3d_small): depths [2, 2, 18, 2], no fragment tables.
+
+    Like the reference, `pretrained` loads the Swin-T Kinetics checkpoint (stage-2 blocks 6-17
+    stay initialised and are reported missing).
+    """
+
+    __init__ = partialmethod(SwinTransformer3D.__init__, depths=(2, 2, 18, 2), frag_biases=(False,) * 4)

@@ -1,0 +1,51 @@
+"""Check this project's models against the reference outputs of the conformance fixtures.
+
+    python scripts/check_reference.py FIXTURE_DIR [--manifests DIR] [--max-frames N] [--only NAME ...]
+
+Prints one JSON line per case on stdout:
+    {"model": ..., "case": ..., "max_abs_error": ..., "pass": true | false | null, ...}
+("pass": null = skipped on purpose by --max-frames; "skipped"/"error"/"failures" say why a case
+did not pass). Exit status 0 only when no case failed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kvq.conformance import check_all  # noqa: E402
+
+log = logging.getLogger("check_reference")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("fixture_dir", type=Path, help="folder with detweights.py and expected_*.json")
+    parser.add_argument("--manifests", type=Path, action="append", default=[],
+                        help="other folder to look for manifest_*.json in (repeatable)")
+    parser.add_argument("--max-frames", type=int, default=None,
+                        help="skip cases whose inputs have more than N frames")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                        help="fixture names to check (expected_<NAME>.json), e.g. simplevqa slowfast")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        results = check_all(args.fixture_dir, args.manifests, args.only, args.max_frames)
+    except (FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    for result in results:
+        print(result.to_json(), flush=True)
+    failed = [r for r in results if r.passed is False]
+    skipped = [r for r in results if r.passed is None]
+    log.info("%d cases: %d passed, %d failed, %d skipped", len(results),
+             len(results) - len(failed) - len(skipped), len(failed), len(skipped))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datasets.decoding import DecordReader, PyAVReader, VideoDecodeError, read_frames
+from tests.media import make_video
+
+
+@pytest.fixture(scope="module")
+def red_video(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("v") / "red.mp4", source="color=c=red:size=32x48:rate=30", frames=10)
+
+
+@pytest.mark.parametrize("reader", [DecordReader, PyAVReader])
+def test_readers_return_rgb_uint8(red_video: Path, reader) -> None:
+    r = reader(str(red_video))
+    assert r.num_frames == 10
+    frames = r.read([0, 3, 3, 9])
+    assert frames.shape == (4, 48, 32, 3) and frames.dtype == np.uint8
+    mean = frames.reshape(-1, 3).mean(0)
+    assert mean[0] > 200 and mean[1] < 60 and mean[2] < 60, f"not RGB red: {mean}"
+
+
+def test_decord_and_pyav_agree(tmp_path: Path) -> None:
+    v = make_video(tmp_path / "a.mp4", size="64x96", frames=20)
+    a = DecordReader(str(v)).read([1, 7, 19])
+    b = PyAVReader(str(v)).read([1, 7, 19])
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0
+
+
+def test_fallback_to_pyav_when_decord_fails(red_video: Path, monkeypatch) -> None:
+    def broken(self, path):
+        raise VideoDecodeError(f"{path}: decord broken")
+
+    monkeypatch.setattr(DecordReader, "__init__", broken)
+    frames, inds, n = read_frames(str(red_video), lambda n: np.arange(n))
+    assert n == 10 and frames.shape[0] == 10 and frames[..., 0].mean() > 200
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a video" * 100])
+def test_bad_files_raise_naming_the_file(tmp_path: Path, content: bytes) -> None:
+    p = tmp_path / "bad.mp4"
+    p.write_bytes(content)
+    with pytest.raises(VideoDecodeError, match="bad.mp4"):
+        read_frames(str(p), lambda n: np.arange(n))
+
+
+def test_truncated_file_raises(tmp_path: Path) -> None:
+    v = make_video(tmp_path / "t.mp4", size="64x96", frames=60, extra=("-movflags", "+faststart"))
+    data = v.read_bytes()
+    v.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoDecodeError, match="t.mp4"):
+        read_frames(str(v), lambda n: np.arange(n))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(VideoDecodeError, match="no such file"):
+        read_frames(str(tmp_path / "nope.mp4"), lambda n: [0])
+
+
+@pytest.mark.parametrize(
+    "size, frames, extra",
+    [
+        ("16x16", 5, ()),  # tiny
+        ("64x96", 1, ()),  # single frame
+        ("3840x2160", 2, ()),  # 4K
+        ("72x128", 30, ("-vf", "setpts='PTS+0.02*N*N/TB'", "-fps_mode", "vfr")),  # variable frame rate
+    ],
+)
+def test_unusual_videos_decode(tmp_path: Path, size: str, frames: int, extra: tuple) -> None:
+    v = make_video(tmp_path / "u.mp4", size=size, frames=frames, extra=extra)
+    out, inds, n = read_frames(str(v), lambda n: np.arange(n))
+    w, h = map(int, size.split("x"))
+    assert n == frames and out.shape == (frames, h, w, 3)

@@ -1,0 +1,60 @@
+import numpy as np
+import torch
+
+from datasets.normalize import CLIP, IMAGENET, IMAGENET_SEED_0_255, TECHNICAL
+from datasets.views import fragment_offsets, resize_crop_view, resized_view, spatial_fragments
+
+
+def loop_fragments(video, fh, fw, sh, sw, aligned, rnd_h, rnd_w):
+    """The seed's triple loop, with given offsets (the reference for the vectorised view)."""
+    c, t, h, w = video.shape
+    hgrids = [min(h // fh * i, h - sh) for i in range(fh)]
+    wgrids = [min(w // fw * i, w - sw) for i in range(fw)]
+    out = torch.zeros(c, t, fh * sh, fw * sw, dtype=video.dtype)
+    for i, hs in enumerate(hgrids):
+        for j, ws in enumerate(wgrids):
+            for b in range(t // aligned):
+                ts = slice(b * aligned, (b + 1) * aligned)
+                y, x = hs + rnd_h[i, j, b], ws + rnd_w[i, j, b]
+                out[:, ts, i * sh:(i + 1) * sh, j * sw:(j + 1) * sw] = video[:, ts, y:y + sh, x:x + sw]
+    return out
+
+
+def test_vectorised_fragments_equal_the_seed_loop() -> None:
+    g = torch.Generator().manual_seed(0)
+    video = torch.randint(0, 256, (3, 16, 400, 330), dtype=torch.uint8, generator=g)
+    seed = 7
+    out = spatial_fragments(video, 9, 9, 32, 32, 8, train=True, rng=np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    rnd_h = fragment_offsets(400 // 9, 32, (9, 9, 2), True, rng)
+    rnd_w = fragment_offsets(330 // 9, 32, (9, 9, 2), True, rng)
+    assert torch.equal(out, loop_fragments(video, 9, 9, 32, 32, 8, rnd_h, rnd_w))
+
+
+def test_fragments_deterministic_at_test_and_upscaled_when_small() -> None:
+    video = torch.randint(0, 256, (3, 8, 100, 60), dtype=torch.uint8)
+    a = spatial_fragments(video, aligned=8)
+    b = spatial_fragments(video, aligned=8)
+    assert a.shape == (3, 8, 288, 288) and torch.equal(a, b)
+
+
+def test_fragments_of_single_frame_and_odd_length() -> None:
+    assert spatial_fragments(torch.zeros(3, 1, 300, 300, dtype=torch.uint8)).shape == (3, 1, 288, 288)
+    assert spatial_fragments(torch.zeros(3, 10, 300, 300, dtype=torch.uint8), aligned=8).shape == (3, 10, 288, 288)
+
+
+def test_resize_crop_view_centre_and_random() -> None:
+    video = torch.randint(0, 256, (3, 2, 80, 50), dtype=torch.uint8)
+    centre = resize_crop_view(video, resize=52, crop=44)
+    full = resized_view(video, 52, 52)
+    assert torch.equal(centre, full[..., 4:48, 4:48])
+    rnd = resize_crop_view(video, resize=52, crop=44, train=True, rng=np.random.default_rng(1))
+    assert rnd.shape == (3, 2, 44, 44)
+
+
+def test_normalisations() -> None:
+    x = torch.full((3, 1, 2, 2), 255, dtype=torch.uint8)
+    assert torch.allclose(IMAGENET(x)[0], torch.tensor((1 - 0.485) / 0.229))
+    assert torch.allclose(IMAGENET_SEED_0_255(x)[0], torch.tensor((255 - 0.485) / 0.229))
+    assert torch.allclose(TECHNICAL(x)[0], torch.tensor((255 - 123.675) / 58.395))
+    assert torch.allclose(CLIP(x)[2], torch.tensor((1 - 0.40821073) / 0.27577711))
