@@ -119,6 +119,8 @@ MODEL_ENTRY = mapping(
                             each=Opt((object,), None)),
         "head": mapping(None, "head arguments (in_channels, hidden_channels, dropout_ratio)",
                         each=Opt((object,), None)),
+        "backbone_preserve_keys": string(None, "", deprecated="DOVER remnant; ignored"),
+        "divide_head": boolean(False, "", deprecated="DOVER remnant; ignored"),
     }
 )
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
@@ -295,23 +295,31 @@ def _run_one(model: nn.Module, model_name: str, name: str, case: dict, detweight
                       failures=cmp.failures, seconds=seconds)
 
 
-def check_all(fixture_dir: str | Path, manifest_dirs: Iterable[str | Path] = (),
-              only: Optional[Iterable[str]] = None, max_frames: Optional[int] = None) -> list[CaseResult]:
-    """check_fixture for every expected_*.json of `fixture_dir` (restricted to `only` names)."""
+def iter_checks(fixture_dir: str | Path, manifest_dirs: Iterable[str | Path] = (),
+                only: Optional[Iterable[str]] = None, max_frames: Optional[int] = None) -> Iterator[CaseResult]:
+    """check_fixture for every expected_*.json of `fixture_dir` (restricted to `only` names), lazily.
+
+    Raises ValueError for an `only` name without fixture, FileNotFoundError when there is none.
+    """
     fixture_dir = Path(fixture_dir)
     paths = sorted(fixture_dir.glob("expected_*.json"))
     available = [p.stem.removeprefix("expected_") for p in paths]
     if only:
-        unknown = sorted(set(only) - set(available))
+        wanted = set(only)
+        unknown = sorted(wanted - set(available))
         if unknown:
             raise ValueError(f"no expected_<name>.json for {unknown} in {fixture_dir}; available: {available}")
-        paths = [p for p, name in zip(paths, available) if name in set(only)]
+        paths = [p for p, name in zip(paths, available) if name in wanted]
     if not paths:
         raise FileNotFoundError(f"no expected_*.json in {fixture_dir}")
     detweights = load_detweights(fixture_dir)
     import_model_modules()
-    results = []
     for path in paths:
         log.info("checking %s", path.name)
-        results += check_fixture(path, detweights, manifest_dirs, max_frames)
-    return results
+        yield from check_fixture(path, detweights, manifest_dirs, max_frames)
+
+
+def check_all(fixture_dir: str | Path, manifest_dirs: Iterable[str | Path] = (),
+              only: Optional[Iterable[str]] = None, max_frames: Optional[int] = None) -> list[CaseResult]:
+    """All results of `iter_checks`."""
+    return list(iter_checks(fixture_dir, manifest_dirs, only, max_frames))

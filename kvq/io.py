@@ -7,8 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-import torch
-
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
@@ -29,7 +27,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save through `atomic_open`."""
+    """torch.save through `atomic_open` (torch imported here so the scorer does not need it)."""
+    import torch
+
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
 

@@ -6,13 +6,40 @@ The attribute names make the state-dict keys identical to the reference checkpoi
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from kvq.registry import BACKBONES
+from kvq.config import ConfigError
+from kvq.registry import BACKBONES, did_you_mean
 from models.heads import HEADS
+
+log = logging.getLogger(__name__)
+
+
+def backbone_kwargs(key: str, args: Mapping[str, Any], source: str = "<config>") -> dict[str, Any]:
+    """Check `model.args.<key>.backbone` against the backbone's constructor.
+
+    Empty values (None) take the constructor default; keys listed in the backbone's
+    `legacy_args` (seed keys without effect) are dropped with a warning; any other unknown key is
+    a ConfigError naming the nearest valid one.
+    """
+    cls = BACKBONES.get(key)
+    params = [n for n, p in inspect.signature(cls.__init__).parameters.items()
+              if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    legacy: Mapping[str, str] = getattr(cls, "legacy_args", {})
+    out = {}
+    for name, value in (args or {}).items():
+        if name in legacy:
+            log.warning("%s: model.args.%s.backbone.%s is ignored: %s", source, key, name, legacy[name])
+        elif name not in params:
+            raise ConfigError(f"{source}: unknown key 'model.args.{key}.backbone.{name}'"
+                              f"{did_you_mean(name, params)}; valid: {', '.join(params)}")
+        elif value is not None:
+            out[name] = value
+    return out
 
 
 class VQANetwork(nn.Module):
@@ -21,12 +48,12 @@ class VQANetwork(nn.Module):
     forward(batch) -> {"score": [B, 1], "contrastive_loss": scalar tensor (KSVQE only)}.
     """
 
-    def __init__(self, model_args: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(self, model_args: Mapping[str, Mapping[str, Any]], source: str = "<config>") -> None:
         super().__init__()
         self.key_names: list[str] = []
         for key, hypers in model_args.items():
             backbone_cls = BACKBONES.get(key)
-            backbone = backbone_cls(**dict(hypers.get("backbone") or {}))
+            backbone = backbone_cls(**backbone_kwargs(key, hypers.get("backbone") or {}, source))
             head_cls = HEADS[backbone_cls.head_type]
             head_args = {**backbone_cls.head_defaults, **dict(hypers.get("head") or {})}
             setattr(self, f"{key}_backbone", backbone)
@@ -47,10 +74,3 @@ class VQANetwork(nn.Module):
             score = s if score is None else score + s
         out["score"] = score
         return out
-
-
-def backbone_arg_names(key: str) -> list[str]:
-    """Constructor keyword names of backbone `key` (for config validation)."""
-    sig = inspect.signature(BACKBONES.get(key).__init__)
-    return [n for n, p in sig.parameters.items() if n != "self" and p.kind is p.KEYWORD_ONLY or
-            (n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)]

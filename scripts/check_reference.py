@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kvq.conformance import check_all  # noqa: E402
+from kvq.conformance import iter_checks  # noqa: E402
 
 log = logging.getLogger("check_reference")
 
@@ -33,13 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
+    results = []
     try:
-        results = check_all(args.fixture_dir, args.manifests, args.only, args.max_frames)
+        for result in iter_checks(args.fixture_dir, args.manifests, args.only, args.max_frames):
+            print(result.to_json(), flush=True)
+            results.append(result)
     except (FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    for result in results:
-        print(result.to_json(), flush=True)
     failed = [r for r in results if r.passed is False]
     skipped = [r for r in results if r.passed is None]
     log.info("%d cases: %d passed, %d failed, %d skipped", len(results),

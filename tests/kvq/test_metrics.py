@@ -211,7 +211,7 @@ def test_linear_rmse_matches_hand_formula() -> None:
     cov = ((pred - pred.mean()) * (gt - gt.mean())).sum()
     plcc = cov / math.sqrt(((pred - pred.mean()) ** 2).sum() * ((gt - gt.mean()) ** 2).sum())
     assert result["PLCC"] == pytest.approx(plcc, abs=1e-12)
-    # no ties: Spearman = 1 - 6 sum(d^2) / (n (n^2 - 1)); ranks pred (2,1,4,3,6,5), gt (2,1,4,3,6,5)
+    # ranks of pred and gt are both (2, 1, 4, 3, 6, 5): rank correlations are exactly 1
     assert result["SROCC"] == pytest.approx(1.0)
     assert result["KROCC"] == pytest.approx(1.0)
 

@@ -1,0 +1,27 @@
+# Fresh machine: `make demo` (set up + run the demo), `make test` (set up + run the tests).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+DEMO_DIR ?= demo_out
+
+.PHONY: venv test test-all demo clean-demo
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	cp requirements.txt $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m ""
+
+demo: $(STAMP)
+	DEMO_DIR=$(DEMO_DIR) PY=$(PY) bash scripts/demo.sh
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

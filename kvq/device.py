@@ -1,0 +1,35 @@
+"""Device selection: CUDA when present and asked for, the CPU otherwise."""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def select_devices(gpu_id: Optional[str]) -> tuple[torch.device, list[int]]:
+    """'0,1' -> (cuda:0, [0, 1]); 'cpu', None without CUDA, or no CUDA -> (cpu, [])."""
+    if gpu_id is not None and gpu_id.strip().lower() == "cpu":
+        return torch.device("cpu"), []
+    if not torch.cuda.is_available():
+        if gpu_id:
+            log.warning("--gpu_id %s asked for GPUs but CUDA is not available: running on the CPU", gpu_id)
+        return torch.device("cpu"), []
+    if not gpu_id:
+        return torch.device("cuda:0"), [0]
+    try:
+        ids = [int(x) for x in gpu_id.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--gpu_id must be 'cpu' or a comma-separated list of GPU numbers, got {gpu_id!r}") from None
+    bad = [i for i in ids if i >= torch.cuda.device_count()]
+    if bad:
+        raise ValueError(f"--gpu_id {gpu_id}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device(f"cuda:{ids[0]}"), ids
+
+
+def autocast(device: torch.device, amp: str):
+    """torch.autocast for 'bf16' / 'fp16', a no-op context for 'off'."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

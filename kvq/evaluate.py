@@ -1,0 +1,81 @@
+"""Inference over a data loader: every video predicted once; multi-clip inputs scored per clip
+and averaged (the seed fed 3 clips to KSVQE as one 96-frame sequence)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from kvq.device import autocast
+
+log = logging.getLogger(__name__)
+
+VIDEO_KEYS = ("technical", "fragment", "resize_video", "simpleVQA", "aesthetic")
+
+
+def clips_per_video(batch: Mapping[str, Any]) -> int:
+    """Number of clips each video of the batch holds (all views must agree)."""
+    counts = {int(v[0]) if torch.is_tensor(v) else int(v) for v in batch.get("num_clips", {}).values()}
+    if len(counts) > 1:
+        raise ValueError(f"views with different num_clips {sorted(counts)} cannot be evaluated together")
+    return counts.pop() if counts else 1
+
+
+def split_clips(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """[B, C, n*T, H, W] video tensors -> [B*n, C, T, H, W]; per-video values repeated n times."""
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if torch.is_tensor(value) and value.ndim == 5 and any(key.startswith(k) for k in VIDEO_KEYS):
+            b, c, t, h, w = value.shape
+            if t % n:
+                raise ValueError(f"'{key}' has {t} frames, not a multiple of num_clips {n}")
+            out[key] = value.view(b, c, n, t // n, h, w).transpose(1, 2).reshape(b * n, c, t // n, h, w)
+        elif torch.is_tensor(value) and value.ndim >= 1 and key in ("dis_label", "label"):
+            out[key] = value.repeat_interleave(n, dim=0)
+        else:
+            out[key] = value
+    return out
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+@dataclass
+class Predictions:
+    names: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    labels: list[float] = field(default_factory=list)
+
+    def extend(self, other: "Predictions") -> None:
+        self.names += other.names
+        self.scores += other.scores
+        self.labels += other.labels
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.labels) and bool(np.all(np.isfinite(self.labels)))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: Iterable[Mapping[str, Any]], device: torch.device, amp: str = "off",
+            desc: str = "predict", progress: bool = True) -> Predictions:
+    """Mean score per video, in loader order. `model` is put in eval mode."""
+    model.eval()
+    out = Predictions()
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
+        if batch.get("bad_videos"):
+            raise RuntimeError(f"undecodable videos during evaluation: {batch['bad_videos']}")
+        n = clips_per_video(batch)
+        inputs = to_device(split_clips(batch, n) if n > 1 else batch, device)
+        with autocast(device, amp):
+            scores = model(inputs)["score"].float().view(-1, n).mean(dim=1)
+        out.names += list(batch["video_name"])
+        out.scores += scores.cpu().tolist()
+        out.labels += [float(x) for x in batch["label"]]
+    return out

@@ -1,0 +1,67 @@
+"""Plots a person would rather look at than read: prediction-vs-MOS scatter, training curves."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kvq.io import atomic_open  # noqa: E402
+from kvq.metrics import fit_logistic4, linear_rescale, logistic4  # noqa: E402
+
+
+def scatter_plot(pred: Sequence[float], mos: Sequence[float], path: str | Path, title: str = "",
+                 metrics: Optional[Mapping[str, float]] = None) -> Path:
+    """Scatter of predictions (x) against MOS (y) with the fitted logistic (or linear) curve."""
+    pred, mos = np.asarray(pred, float), np.asarray(mos, float)
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=110)
+    ax.scatter(pred, mos, s=14, alpha=0.7, edgecolors="none")
+    xs = np.linspace(pred.min(), pred.max(), 200)
+    try:
+        ax.plot(xs, logistic4(xs, fit_logistic4(pred, mos)), "r-", lw=1.5, label="4-parameter logistic fit")
+    except (RuntimeError, ValueError):
+        order = np.argsort(pred)
+        ax.plot(pred[order], linear_rescale(pred, mos)[order], "r-", lw=1.5, label="linear rescale")
+    ax.set_xlabel("predicted score")
+    ax.set_ylabel("MOS")
+    if metrics:
+        title = (title + "\n" if title else "") + "  ".join(
+            f"{k} {metrics[k]:.3f}" for k in ("SROCC", "PLCC", "KROCC", "RMSE") if k in metrics)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def curves_plot(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """Training loss and validation SROCC/PLCC (model and EMA) per epoch."""
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    a.plot(epochs, [h.get("train_loss", np.nan) for h in history], "o-")
+    a.set_xlabel("epoch")
+    a.set_ylabel("training loss")
+    a.grid(alpha=0.3)
+    for key, style in (("SROCC", "-"), ("PLCC", "--")):
+        for tag in ("n", "s"):
+            values = [h.get(f"{tag}_{key}", np.nan) for h in history]
+            if np.isfinite(values).any():
+                b.plot(epochs, values, style, marker="o", label=f"{key} ({'model' if tag == 'n' else 'EMA'})")
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation")
+    b.legend(fontsize=8)
+    b.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,341 @@
+"""The training engine shared by train.py (DataParallel) and train_ddp.py (DDP).
+
+One epoch = train over the train split (random sampling, EMA updated each step), then
+validate the model ('n') and its EMA ('s') on the val split, keep the best of each by
+SROCC + PLCC of that epoch, and write a full training state for `--resume_from`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from datasets import build_dataset, collate
+from kvq.checkpoint import load_into, read_checkpoint
+from kvq.device import autocast
+from kvq.ema import ModelEMA
+from kvq.evaluate import Predictions, clips_per_video, predict, split_clips, to_device
+from kvq.io import atomic_torch_save, atomic_write_text
+from kvq.losses import plcc_loss, rank_loss
+from kvq.metrics import correlation_metrics
+from kvq.optim import build_optimizer
+from kvq.plots import curves_plot, scatter_plot
+from kvq.schedule import build_scheduler
+from models import create_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DistInfo:
+    """Process-group facts (a single process: rank 0 of 1)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class TrainOptions:
+    output_dir: Path = Path("checkpoint")
+    test_set: str = "val-ltest"
+    resume_from: Optional[Path] = None
+    seed: Optional[int] = None
+    log_dir: Path = Path("log")
+    progress: bool = True
+    device_ids: list[int] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: numpy/random seeded from the worker's torch seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def bare(model: nn.Module) -> nn.Module:
+    """The model inside a DataParallel/DDP wrapper."""
+    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+
+
+def model_inputs(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Only the tensors of a batch (what the network reads; safe to scatter with DataParallel)."""
+    return {k: v for k, v in batch.items() if torch.is_tensor(v)}
+
+
+def environment_summary(device: torch.device) -> str:
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
+    return (f"python {platform.python_version()}, torch {torch.__version__}, device {device}, GPU {gpu}, "
+            f"CPU threads {torch.get_num_threads()}, host {platform.node()}")
+
+
+class Trainer:
+    """Builds data, model, optimiser, schedule and EMA from a validated config and trains."""
+
+    def __init__(self, cfg: Mapping[str, Any], opts: TrainOptions, device: torch.device,
+                 dist_info: Optional[DistInfo] = None) -> None:
+        self.cfg = cfg
+        self.opts = opts
+        self.device = device
+        self.dist = dist_info or DistInfo()
+        self.seed = opts.seed if opts.seed is not None else cfg["seed"]
+        seed_everything(self.seed + self.dist.rank)
+        if "train" not in cfg["data"]:
+            raise ValueError(f"{getattr(cfg, 'source', 'config')}: data.train is required for training")
+        self.train_set = build_dataset(cfg["data"]["train"])
+        self.train_set.skip_bad_videos = cfg["skip_bad_videos"]
+        self.val_set = build_dataset(cfg["data"]["val"]) if "val" in cfg["data"] else None
+        self.generator = torch.Generator()
+        self.train_loader = self._train_loader()
+        self.val_loader = self._val_loader() if self.val_set is not None else None
+
+        model = create_model(cfg)
+        if cfg["load_path"]:
+            report = load_into(model, read_checkpoint(cfg["load_path"]))
+            log.info("loaded %s: %s", cfg["load_path"], report.summary())
+        model.to(device)
+        self.ema = ModelEMA(model, cfg["ema_decay"]) if cfg["ema"] else None
+        self.optimizer = build_optimizer(model, cfg["optimizer"])
+        self.scheduler = build_scheduler(self.optimizer, cfg["warmup_epochs"],
+                                         cfg["num_epochs"] + cfg["l_num_epochs"], len(self.train_loader))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg["amp"] == "fp16")
+        self.model = self._wrap(model)
+        self.start_epoch = 0
+        self.best: dict[str, dict[str, float]] = {}
+        self.history: list[dict[str, float]] = []
+        if opts.resume_from:
+            self._resume(opts.resume_from)
+
+    # -- data -------------------------------------------------------------------------------
+    def _train_loader(self) -> DataLoader:
+        sampler = None
+        if self.dist.enabled:
+            sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True,
+                                         seed=self.seed)
+        return DataLoader(self.train_set, batch_size=self.cfg["batch_size"], shuffle=sampler is None,
+                          sampler=sampler, num_workers=self.cfg["num_workers"], collate_fn=collate,
+                          worker_init_fn=seed_worker, generator=self.generator, drop_last=False,
+                          pin_memory=self.device.type == "cuda")
+
+    def _val_loader(self) -> DataLoader:
+        data: Dataset = self.val_set
+        if self.dist.enabled:  # a shard per rank, no padding duplicates: every video predicted once
+            data = Subset(self.val_set, range(self.dist.rank, len(self.val_set), self.dist.world_size))
+        return DataLoader(data, batch_size=1, shuffle=False, num_workers=self.cfg["num_workers"],
+                          collate_fn=collate, pin_memory=self.device.type == "cuda")
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.dist.enabled:
+            kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
+            return nn.parallel.DistributedDataParallel(model, find_unused_parameters=True, **kwargs)
+        if len(self.opts.device_ids) > 1:
+            return nn.DataParallel(model, device_ids=self.opts.device_ids)
+        return model
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def ckpt_path(self, tag: str) -> Path:
+        return self.opts.output_dir / f"{self.cfg['name']}_head_{self.opts.test_set}_{tag}_finetuned.pth"
+
+    @property
+    def last_path(self) -> Path:
+        return self.opts.output_dir / f"{self.cfg['name']}_{self.opts.test_set}_last.pth"
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "state_dict": bare(self.model).state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "rng": rng_state(),
+            "best": self.best,
+            "history": self.history,
+            "config": dict(self.cfg),
+        }
+
+    def _resume(self, path: Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        missing = [k for k in ("state_dict", "optimizer", "scheduler", "epoch", "rng") if k not in state]
+        if missing:
+            raise ValueError(f"{path} is not a training state written by train.py (lacks {missing}); "
+                             "to start from weights only, use load_path in the config")
+        bare(self.model).load_state_dict(state["state_dict"])
+        if self.ema and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch = state["epoch"] + 1
+        self.best = state["best"]
+        self.history = state["history"]
+        set_rng_state(state["rng"])
+        log.info("resumed from %s at epoch %d", path, self.start_epoch)
+
+    # -- training ---------------------------------------------------------------------------
+    def train(self) -> dict[str, dict[str, float]]:
+        """Run the remaining epochs; return the best validation metrics per tag ('n', 's')."""
+        if self.dist.is_main:
+            self.opts.output_dir.mkdir(parents=True, exist_ok=True)
+            log.info("environment: %s", environment_summary(self.device))
+            log.info("config %s:\n%s", getattr(self.cfg, "source", ""), json.dumps(dict(self.cfg), indent=1))
+        for epoch in range(self.start_epoch, self.cfg["num_epochs"]):
+            t0 = time.time()
+            loss, bad = self.train_epoch(epoch)
+            record: dict[str, float] = {"epoch": epoch, "train_loss": loss, "seconds": time.time() - t0}
+            if bad:
+                log.warning("epoch %d skipped %d undecodable videos:\n  %s", epoch, len(bad), "\n  ".join(bad))
+            if self.val_loader is not None:
+                record.update(self.validate(epoch))
+            self.history.append(record)
+            if self.dist.is_main:
+                log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                         for k, v in record.items()))
+                if self.cfg["save_model"]:
+                    if self.val_loader is None:
+                        self._save_best("n", {}, epoch)
+                    atomic_torch_save(self._state(epoch), self.last_path)
+        if self.dist.is_main and self.history:
+            curves_plot(self.history, self.opts.output_dir / f"{self.cfg['name']}_{self.opts.test_set}_curves.png")
+            atomic_write_text(self.opts.output_dir / f"{self.cfg['name']}_{self.opts.test_set}_history.json",
+                              json.dumps(self.history, indent=1))
+        return self.best
+
+    def train_epoch(self, epoch: int) -> tuple[float, list[str]]:
+        """One pass over the training split; returns (mean loss, undecodable videos skipped)."""
+        self.model.train()
+        self.generator.manual_seed(self.seed * 1000 + epoch)
+        if isinstance(self.train_loader.sampler, DistributedSampler):
+            self.train_loader.sampler.set_epoch(epoch)
+        weights = self.cfg["loss"]
+        total, count, bad = 0.0, 0, []
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch}", disable=not (self.opts.progress and self.dist.is_main),
+                   dynamic_ncols=True)
+        for batch in bar:
+            bad += batch.pop("bad_videos")
+            if "label" not in batch:
+                continue
+            n = clips_per_video(batch)
+            inputs = to_device(model_inputs(split_clips(batch, n) if n > 1 else batch), self.device)
+            label = batch["label"].float().to(self.device)[:, None]
+            with autocast(self.device, self.cfg["amp"]):
+                out = self.model(inputs)
+            pred = out["score"].float().view(-1, n).mean(dim=1, keepdim=True)
+            loss = weights["plcc"] * plcc_loss(pred, label)
+            if weights["rank"]:
+                loss = loss + weights["rank"] * rank_loss(pred, label)
+            if "contrastive_loss" in out and weights["contrastive"]:
+                loss = loss + weights["contrastive"] * out["contrastive_loss"].float().mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.ema:
+                self.ema.update(bare(self.model))
+            total += float(loss.detach()) * len(label)
+            count += len(label)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+        return total / max(count, 1), bad
+
+    def gather(self, preds: Predictions) -> Predictions:
+        """All ranks' predictions on rank 0 (others get an empty result)."""
+        if not self.dist.enabled:
+            return preds
+        parts: list[Optional[Predictions]] = [None] * self.dist.world_size
+        dist.all_gather_object(parts, preds)
+        merged = Predictions()
+        if self.dist.is_main:
+            for p in parts:
+                merged.extend(p)
+        return merged
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        """Metrics of the model ('n') and the EMA ('s'), both in eval mode; saves the bests."""
+        record: dict[str, float] = {}
+        models = {"n": bare(self.model)}
+        if self.ema:
+            models["s"] = self.ema.module
+        for tag, model in models.items():
+            preds = self.gather(predict(model, self.val_loader, self.device, self.cfg["amp"],
+                                        desc=f"validate {tag}", progress=self.opts.progress and self.dist.is_main))
+            if not self.dist.is_main:
+                continue
+            if not preds.has_labels:
+                raise ValueError("the validation split has unlabeled videos; give a labeled annotation file")
+            metrics = correlation_metrics(preds.scores, preds.labels, self.cfg["metrics_fit"])
+            record.update({f"{tag}_{k}": v for k, v in metrics.items() if k in ("SROCC", "PLCC", "KROCC", "RMSE")})
+            scatter_plot(preds.scores, preds.labels,
+                         self.opts.output_dir / "plots" / f"{self.cfg['name']}_epoch{epoch:03d}_{tag}.png",
+                         f"{self.cfg['name']} epoch {epoch} ({'model' if tag == 'n' else 'EMA'})", metrics)
+            best = self.best.get(tag)
+            if best is None or metrics["SROCC"] + metrics["PLCC"] > best["SROCC"] + best["PLCC"]:
+                self.best[tag] = {**{k: metrics[k] for k in ("SROCC", "PLCC", "KROCC", "RMSE")}, "epoch": epoch,
+                                  "fit": metrics["fit"]}
+                if self.cfg["save_model"]:
+                    self._save_best(tag, self.best[tag], epoch, model)
+        if self.dist.enabled:
+            dist.barrier()
+        return record
+
+    def _save_best(self, tag: str, metrics: Mapping[str, Any], epoch: int, model: Optional[nn.Module] = None) -> None:
+        model = model if model is not None else bare(self.model)
+        atomic_torch_save({"state_dict": model.state_dict(), "validation_results": dict(metrics), "epoch": epoch,
+                           "config": dict(self.cfg)}, self.ckpt_path(tag))
+        log.info("saved %s (epoch %d)", self.ckpt_path(tag), epoch)
+
+
+def setup_logging(log_dir: Path, name: str, rank: int = 0) -> Optional[Path]:
+    """Console + a log file under `log_dir` (rank 0 only)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    path = None
+    if rank == 0:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_dir / f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}.log"
+        handlers.append(logging.FileHandler(path))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return path

@@ -1,0 +1,67 @@
+"""Score the videos of an annotation file with a trained checkpoint; write `filename,score`.
+
+    python test.py -o config/kwai_simpleVQA_test.yml [--gpu_id 0] [--output prediction.csv]
+
+The CSV has a header and one row per video of the annotation file, in its order (a Codalab
+submission). When the annotation file has labels, SROCC/PLCC/KROCC/RMSE are printed too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from typing import Sequence
+
+from torch.utils.data import DataLoader
+
+from datasets import build_dataset, collate
+from kvq.cli import add_config_args, load, run_main
+from kvq.device import select_devices
+from kvq.evaluate import predict
+from kvq.inference import checkpoint_for_test, load_model, write_predictions
+from kvq.metrics import correlation_metrics
+
+log = logging.getLogger("test")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    p.add_argument("-t", "--target_set", default=None, help="accepted for seed compatibility; unused")
+    p.add_argument("--split", default=None, choices=["train", "val", "test"],
+                   help="data split of the config to score (default: test if the config has one, else val)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint (default: test_load_path, else load_path)")
+    p.add_argument("--output", default="prediction.csv", help="CSV to write (filename,score)")
+    p.add_argument("--num_workers", type=int, default=None, help="data-loader workers (default: the config's)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load(args)
+    split = args.split or ("test" if "test" in cfg["data"] else "val")
+    if split not in cfg["data"]:
+        raise FileNotFoundError(f"{cfg.source}: no data.{split} section to score")
+    spec = cfg["data"][split]
+    if spec["args"]["phase"] == "train":
+        log.warning("data.%s.args.phase is 'train': scoring with phase 'test' (deterministic)", split)
+        spec = {**spec, "args": {**spec["args"], "phase": "test"}}
+    device, _ = select_devices(args.gpu_id)
+    dataset = build_dataset(spec)
+    model = load_model(cfg, checkpoint_for_test(cfg, args.checkpoint), device)
+    loader = DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=collate,
+                        num_workers=cfg["num_workers"] if args.num_workers is None else args.num_workers)
+    preds = predict(model, loader, device, cfg["amp"], desc="score", progress=not args.no_progress)
+    out = write_predictions(args.output, preds.names, preds.scores)
+    log.info("wrote %d predictions to %s", len(preds.names), out)
+    if preds.has_labels and len(preds.scores) >= 3:
+        metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
+        print(" ".join(f"{k} {metrics[k]:.4f}" for k in ("SROCC", "PLCC", "KROCC", "RMSE")))
+        print(json.dumps({k: metrics[k] for k in ("SROCC", "PLCC", "KROCC", "RMSE")}))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,106 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datasets import build_dataset, collate
+from datasets.decoding import VideoDecodeError
+from datasets.features import MissingFeatureError, feature_path
+from tests.media import make_video
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("ds")
+    make_video(d / "a.mp4", size="72x128", frames=45)
+    make_video(d / "b.mp4", size="128x72", frames=20, source="mandelbrot")
+    (d / "broken.mp4").write_bytes(b"not a video")
+    (d / "ksvqe.txt").write_text("a.mp4,0,1,3.5\nb.mp4,0,2,2.0\n")
+    (d / "kvq.csv").write_text("filename,score\na.mp4,3.5\nb.mp4,2.0\n")
+    (d / "test.csv").write_text("filename\nb.mp4\na.mp4\n")
+    (d / "bad.csv").write_text("filename,score\na.mp4,3.5\nbroken.mp4,1.0\n")
+    for video in ("a.mp4", "b.mp4", "broken.mp4"):
+        for i in range(8):
+            for pathway, dim in (("slow", 2048), ("fast", 256)):
+                p = feature_path(d / "feat", video, i, pathway)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                np.save(p, np.full((1, dim, 1, 1, 1), i, dtype=np.float32))
+    return d
+
+
+def ksvqe_spec(root: Path, phase: str = "test", anno: str = "ksvqe.txt", num_clips: int = 3) -> dict:
+    return {"type": "ViewDecompositionDataset_KVQ", "args": {
+        "phase": phase, "anno_file": str(root / anno), "data_prefix": str(root), "anno_format": "auto",
+        "decoder": "decord",
+        "sample_types": {"technical": {"fragments_h": 9, "fragments_w": 9, "fsize_h": 32, "fsize_w": 32,
+                                       "aligned": 8, "clip_len": 8, "frame_interval": 2,
+                                       "num_clips": num_clips, "t_frag": None, "size_h": 112, "size_w": 112}}}}
+
+
+def simplevqa_spec(root: Path, phase: str = "test", anno: str = "kvq.csv", norm: str = "imagenet") -> dict:
+    return {"type": "ViewDecompositionDataset_add_forSimpleVQA", "args": {
+        "phase": phase, "anno_file": str(root / anno), "data_prefix": str(root), "anno_format": "auto",
+        "decoder": "decord", "data_prefix_3D": str(root / "feat"), "feature_type": "SlowFast",
+        "normalization": norm,
+        "sample_types": {"simpleVQA": {"resize": 130, "crop": 112, "clip_len": 8, "frame_interval": 2,
+                                       "t_frag": 8, "num_clips": 1}}}}
+
+
+def test_ksvqe_sample_keys_and_shapes(root: Path) -> None:
+    s = build_dataset(ksvqe_spec(root))[0]
+    assert s["technical"].shape == (3, 24, 288, 288) and s["technical"].dtype == torch.float32
+    assert s["fragment"] is s["technical"]
+    assert s["resize_video"].shape == (3, 24, 112, 112)
+    assert s["num_clips"] == {"technical": 3} and s["clip_len"] == {"technical": 8}
+    assert s["frame_inds"]["technical"].shape == (24,)
+    assert (s["label"], s["dis_label"], s["video_name"]) == (3.5, 1, "a.mp4")
+    assert s["original_shape"].tolist() == [45, 128, 72]
+
+
+def test_test_phase_is_deterministic(root: Path) -> None:
+    ds = build_dataset(ksvqe_spec(root))
+    assert torch.equal(ds[1]["technical"], ds[1]["technical"])
+
+
+def test_train_phase_is_random_but_seedable(root: Path) -> None:
+    ds = build_dataset(ksvqe_spec(root, phase="train", num_clips=1))
+    torch.manual_seed(0)
+    a = ds[0]["technical"]
+    torch.manual_seed(0)
+    b = ds[0]["technical"]
+    c = ds[0]["technical"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_simplevqa_sample(root: Path) -> None:
+    s = build_dataset(simplevqa_spec(root))[1]
+    assert s["simpleVQA"].shape == (3, 8, 112, 112)
+    assert s["feat"].shape == (8, 2304)
+    assert torch.equal(s["feat"][:, 0], torch.arange(8, dtype=torch.float32))
+    seed = build_dataset(simplevqa_spec(root, norm="seed_0_255"))[1]["simpleVQA"]
+    assert seed.max() > 10 > s["simpleVQA"].max()
+
+
+def test_unlabeled_annotations_give_nan_labels(root: Path) -> None:
+    ds = build_dataset(simplevqa_spec(root, anno="test.csv"))
+    assert not ds.has_labels
+    assert [r.video_name for r in ds.records] == ["b.mp4", "a.mp4"]
+    assert np.isnan(ds[0]["label"])
+
+
+def test_missing_feature_file_is_named(root: Path, tmp_path: Path) -> None:
+    spec = simplevqa_spec(root)
+    spec["args"]["data_prefix_3D"] = str(tmp_path)
+    with pytest.raises(MissingFeatureError, match="feature_0_slow_feature.npy"):
+        build_dataset(spec)[0]
+
+
+def test_bad_video_raises_at_test_and_is_skipped_in_training(root: Path) -> None:
+    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+        build_dataset(simplevqa_spec(root, anno="bad.csv"))[1]
+    ds = build_dataset(simplevqa_spec(root, phase="train", anno="bad.csv"))
+    ds.skip_bad_videos = True
+    batch = collate([ds[0], ds[1]])
+    assert batch["simpleVQA"].shape[0] == 1
+    assert batch["bad_videos"] == [str(root / "broken.mp4")]

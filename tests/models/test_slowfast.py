@@ -1,0 +1,116 @@
+"""SlowFast R50 feature extractor: reference equivalence, batching, weight loading, preprocessing."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pytorchvideo.models.hub import slowfast_r50
+
+from kvq.checkpoint import load_into
+from kvq.conformance import check_fixture
+from kvq.weights import MissingWeightsError
+from models.slowfast import SlowFastExtractor, pack_pathways, preprocess_frames, to_extractor_keys
+from tests.conftest import load_json
+
+
+@pytest.fixture
+def isolated_weight_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every weight search folder at an empty temporary folder."""
+    monkeypatch.setenv("KVQ_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    return tmp_path / "weights"
+
+
+def test_matches_reference_outputs(conformance_dir: Path, detweights) -> None:
+    (result,) = check_fixture(conformance_dir / "expected_slowfast.json", detweights)
+    assert result.passed, result.to_dict()
+
+
+def test_state_dict_keys_are_reference_ones(conformance_dir: Path) -> None:
+    manifest = load_json(conformance_dir / "manifest_slowfast.json")
+    own = {k: list(v.shape) for k, v in SlowFastExtractor(pretrained=False).state_dict().items()}
+    assert own == manifest
+
+
+def test_slow_pathway_frames() -> None:
+    clips = torch.arange(32.0).view(1, 1, 32, 1, 1).expand(2, 3, 32, 1, 1)
+    slow, fast = pack_pathways(clips)
+    assert slow[0, 0, :, 0, 0].tolist() == [0, 4, 8, 13, 17, 22, 26, 31]
+    assert fast is clips
+
+
+def test_batch_equals_single_clips(conformance_dir: Path, detweights) -> None:
+    model = SlowFastExtractor(pretrained=False)
+    manifest = load_json(conformance_dir / "manifest_slowfast.json")
+    state, _ = to_extractor_keys(detweights.fill_state_dict(manifest, reference=model.state_dict()))
+    load_into(model, state, strict=True)
+    model.eval()
+    clips = torch.stack([detweights.det_input(f"batch:{i}", (3, 32, 224, 224)) for i in range(2)])
+    with torch.no_grad():
+        slow, fast = model(clips)
+        singles = [model(clips[i:i + 1]) for i in range(2)]
+    assert slow.shape == (2, 2048, 1, 1, 1) and fast.shape == (2, 256, 1, 1, 1)
+    assert not torch.allclose(slow[0], slow[1])
+    for i, (s, f) in enumerate(singles):
+        torch.testing.assert_close(slow[i:i + 1], s, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast[i:i + 1], f, rtol=1e-5, atol=1e-5)
+
+
+def test_rejects_clips_of_other_length() -> None:
+    with pytest.raises(ValueError, match="32"):
+        SlowFastExtractor(pretrained=False)(torch.zeros(1, 3, 16, 224, 224))
+
+
+def test_pretrained_missing_file_raises(isolated_weight_dirs: Path) -> None:
+    with pytest.raises(MissingWeightsError, match="SLOWFAST_8x8_R50.pyth"):
+        SlowFastExtractor(pretrained=True)
+
+
+def test_pretrained_loads_pytorchvideo_checkpoint(isolated_weight_dirs: Path) -> None:
+    source = slowfast_r50(pretrained=False).state_dict()
+    path = isolated_weight_dirs / "SLOWFAST_8x8_R50.pyth"
+    torch.save({"model_state": source, "epoch": 196}, path)
+    for model in (SlowFastExtractor(pretrained=True, pretrained_path=path), SlowFastExtractor(pretrained=True)):
+        own = model.state_dict()
+        assert len(own) == len(source) - 2
+        for k, v in own.items():
+            assert torch.equal(v, source["blocks." + k[len("feature_extraction."):]]), k
+
+
+def test_key_mapping_formats() -> None:
+    source = slowfast_r50(pretrained=False).state_dict()
+    mapped, dropped = to_extractor_keys({"model_state": source})
+    assert set(dropped) == {"blocks.6.proj.weight", "blocks.6.proj.bias"}
+    assert set(mapped) == set(SlowFastExtractor(pretrained=False).state_dict())
+    again, none_dropped = to_extractor_keys(mapped)
+    assert again.keys() == mapped.keys() and none_dropped == {}
+
+
+def test_preprocess_constant_frames() -> None:
+    frames = np.full((4, 90, 160, 3), 200, dtype=np.uint8)
+    out = preprocess_frames(frames)
+    assert out.shape == (3, 4, 224, 224) and out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.full_like(out, (200 / 255 - 0.45) / 0.225))
+    with pytest.raises(ValueError, match="uint8"):
+        preprocess_frames(frames.astype(np.float32))
+
+
+def test_preprocess_close_to_reference_pil_pipeline() -> None:
+    """The reference: PIL Resize([224, 224]) -> ToTensor -> Normalize(0.45, 0.225); at most one grey level apart."""
+    image_module = pytest.importorskip("PIL.Image")
+    from torchvision import transforms
+
+    reference = transforms.Compose([transforms.Resize([224, 224]), transforms.ToTensor(),
+                                    transforms.Normalize([0.45] * 3, [0.225] * 3)])
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 300, 170, 3), dtype=np.uint8)
+    expected = torch.stack([reference(image_module.fromarray(f)) for f in frames], dim=1)
+    out = preprocess_frames(torch.from_numpy(frames))
+    diff = (out - expected).abs()
+    assert diff.max() <= 1 / 255 / 0.225 + 1e-5
+    assert (diff > 1e-5).float().mean() < 0.25
