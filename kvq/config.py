@@ -214,6 +214,11 @@ def _validate(node: Any, schema: Mapping[str, Opt], path: str, source: str, warn
 
 
 def _validate_value(value: Any, opt: Opt, path: str, source: str, warnings: list[str]) -> Any:
+    if isinstance(value, str) and float in opt.types:  # PyYAML reads 3e-5 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if not _check_type(value, opt):
         raise ConfigError(f"{source}: key '{path}' must be {_type_name(opt.types)}, got {value!r}")
     if opt.deprecated and value not in (None, opt.default, {}):

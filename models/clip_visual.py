@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -47,7 +48,9 @@ def read_openai_visual_state(path: str | os.PathLike) -> dict[str, torch.Tensor]
     Accepts OpenAI's TorchScript archive (ViT-B-16.pt) or a plain state dict of the whole CLIP.
     """
     try:
-        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():  # TorchScript is deprecated, but it is OpenAI's file format
+            warnings.simplefilter("ignore", FutureWarning)
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
     except RuntimeError:
         state = extract_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     visual = {k[len("visual."):]: v.float() for k, v in state.items() if k.startswith("visual.")}

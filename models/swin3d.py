@@ -93,12 +93,16 @@ def _shift_regions(n: int, window: int, shift: int) -> torch.Tensor:
 
 @lru_cache(maxsize=64)
 def shifted_window_mask(padded: Size3, window: Size3, shift: Size3, device: torch.device) -> torch.Tensor:
-    """Attention mask of the shifted windows: [nW, N, N], 0 within a region, -100 across."""
-    d, h, w = (_shift_regions(n, wn, s) for n, wn, s in zip(padded, window, shift))
-    regions = (d[:, None, None] * 9 + h[None, :, None] * 3 + w[None, None, :]).float()
-    regions = window_partition(regions[None, ..., None].to(device), window).squeeze(-1)
-    diff = regions.unsqueeze(1) - regions.unsqueeze(2)
-    return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
+    """Attention mask of the shifted windows: [nW, N, N], 0 within a region, -100 across.
+
+    Cached; built outside inference mode so that a later training step may use it.
+    """
+    with torch.inference_mode(False):
+        d, h, w = (_shift_regions(n, wn, s) for n, wn, s in zip(padded, window, shift))
+        regions = (d[:, None, None] * 9 + h[None, :, None] * 3 + w[None, None, :]).float()
+        regions = window_partition(regions[None, ..., None].to(device), window).squeeze(-1)
+        diff = regions.unsqueeze(1) - regions.unsqueeze(2)
+        return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
 
 
 @lru_cache(maxsize=64)
@@ -106,14 +110,15 @@ def fragment_gate(padded: Size3, window: Size3, shift: Size3, device: torch.devi
     """GRPB gate [nW, N, N]: L1 distance between the fragment coordinates of two tokens.
 
     Fragment coordinates: the (1, wh, ww) grid nearest-resized to the padded token grid,
-    rolled by the block's shift like the tokens.
+    rolled by the block's shift like the tokens. Cached, and built outside inference mode.
     """
-    grid = torch.meshgrid(torch.arange(1), torch.arange(window[1]), torch.arange(window[2]), indexing="ij")
-    grid = torch.stack(grid).float()[None].to(device)  # [1, 3, 1, wh, ww]
-    coords = F.interpolate(grid, size=padded).long().permute(0, 2, 3, 4, 1)  # [1, Dp, Hp, Wp, 3]
-    coords = torch.roll(coords, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-    coords = window_partition(coords, window)  # [nW, N, 3]
-    return (coords[:, None, :] - coords[:, :, None]).abs().sum(-1).float()
+    with torch.inference_mode(False):
+        grid = torch.meshgrid(torch.arange(1), torch.arange(window[1]), torch.arange(window[2]), indexing="ij")
+        grid = torch.stack(grid).float()[None].to(device)  # [1, 3, 1, wh, ww]
+        coords = F.interpolate(grid, size=padded).long().permute(0, 2, 3, 4, 1)  # [1, Dp, Hp, Wp, 3]
+        coords = torch.roll(coords, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+        coords = window_partition(coords, window)  # [nW, N, 3]
+        return (coords[:, None, :] - coords[:, :, None]).abs().sum(-1).float()
 
 
 def relative_position_index(window: Size3) -> torch.Tensor:
@@ -390,6 +395,7 @@ class SwinTransformer3D(nn.Module):
                  drop_path_rate: float = 0.1, patch_norm: bool = True, frozen_stages: int = -1,
                  checkpoint: bool = True, frag_biases: Sequence[bool] = (True, True, True, False)) -> None:
         super().__init__()
+        weight_path = resolve_weight("swin_tiny_k400", pretrained_path) if pretrained else None
         num_stages = len(depths)
         if not len(num_heads) == len(frag_biases) == num_stages:
             raise ValueError(f"depths, num_heads and frag_biases need {num_stages} entries each")
@@ -408,8 +414,8 @@ class SwinTransformer3D(nn.Module):
         self.norm = nn.LayerNorm(self.num_features)
         self._freeze_stages()
         self.apply(self._init_weights)
-        if pretrained:
-            load_kinetics_weights(self, resolve_weight("swin_tiny_k400", pretrained_path))
+        if weight_path is not None:
+            load_kinetics_weights(self, weight_path)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:

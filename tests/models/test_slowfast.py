@@ -9,7 +9,7 @@ import torch
 from pytorchvideo.models.hub import slowfast_r50
 
 from kvq.checkpoint import load_into
-from kvq.conformance import check_fixture
+from kvq.conformance import check_fixture, compare_case
 from kvq.weights import MissingWeightsError
 from models.slowfast import SlowFastExtractor, pack_pathways, preprocess_frames, to_extractor_keys
 from tests.conftest import load_json
@@ -45,20 +45,22 @@ def test_slow_pathway_frames() -> None:
 
 
 def test_batch_equals_single_clips(conformance_dir: Path, detweights) -> None:
+    """Clip 1 of a batch gives the reference's single-clip values, clip 0 its own single-clip values."""
     model = SlowFastExtractor(pretrained=False)
     manifest = load_json(conformance_dir / "manifest_slowfast.json")
     state, _ = to_extractor_keys(detweights.fill_state_dict(manifest, reference=model.state_dict()))
     load_into(model, state, strict=True)
     model.eval()
-    clips = torch.stack([detweights.det_input(f"batch:{i}", (3, 32, 224, 224)) for i in range(2)])
+    case = load_json(conformance_dir / "expected_slowfast.json")["cases"][0]
+    reference_clip = detweights.det_input(*case["input"]["clip"])
+    other_clip = detweights.det_input("batch:0", tuple(reference_clip.shape))
     with torch.no_grad():
-        slow, fast = model(clips)
-        singles = [model(clips[i:i + 1]) for i in range(2)]
+        slow, fast = model(torch.cat([other_clip, reference_clip]))
+        single_slow, single_fast = model(other_clip)
     assert slow.shape == (2, 2048, 1, 1, 1) and fast.shape == (2, 256, 1, 1, 1)
-    assert not torch.allclose(slow[0], slow[1])
-    for i, (s, f) in enumerate(singles):
-        torch.testing.assert_close(slow[i:i + 1], s, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(fast[i:i + 1], f, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(slow[:1], single_slow, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast[:1], single_fast, rtol=1e-5, atol=1e-5)
+    assert compare_case(case, {"slow": slow[1:], "fast": fast[1:]}).passed
 
 
 def test_rejects_clips_of_other_length() -> None:
