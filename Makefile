@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
-DEMO_DIR ?= demo_out
 
 .PHONY: venv test test-all demo clean-demo
 
@@ -21,7 +20,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -m ""
 
 demo: $(STAMP)
-	DEMO_DIR=$(DEMO_DIR) PY=$(PY) bash scripts/demo.sh
+	PY=$(PY) bash scripts/demo.sh
 
 clean-demo:
-	rm -rf $(DEMO_DIR)
+	rm -rf demo_out

@@ -20,6 +20,7 @@ from kvq.device import select_devices
 from kvq.evaluate import predict
 from kvq.inference import checkpoint_for_test, load_model, write_predictions
 from kvq.metrics import correlation_metrics
+from kvq.plots import scatter_plot
 
 log = logging.getLogger("test")
 
@@ -32,6 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="data split of the config to score (default: test if the config has one, else val)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: test_load_path, else load_path)")
     p.add_argument("--output", default="prediction.csv", help="CSV to write (filename,score)")
+    p.add_argument("--plot", default=None, help="PNG scatter of predictions vs MOS (labeled sets only)")
     p.add_argument("--num_workers", type=int, default=None, help="data-loader workers (default: the config's)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
@@ -60,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
         print(" ".join(f"{k} {metrics[k]:.4f}" for k in ("SROCC", "PLCC", "KROCC", "RMSE")))
         print(json.dumps({k: metrics[k] for k in ("SROCC", "PLCC", "KROCC", "RMSE")}))
+        if args.plot:
+            log.info("scatter plot: %s", scatter_plot(preds.scores, preds.labels, args.plot,
+                                                      f"{cfg['name']} on data.{split}", metrics))
     return 0
 
 

@@ -138,6 +138,7 @@ SCHEMA: dict[str, Opt] = {
     "seed": integer(42, "seed for python/numpy/torch and data-loader workers"),
     "ddp": boolean(False, "the config is meant for train_ddp.py (informative)"),
     "amp": string("off", "mixed precision: off | bf16 | fp16", choices=["off", "bf16", "fp16"], nullable=False),
+    "freeze_backbone": boolean(False, "train only the heads: backbones frozen and kept in eval mode"),
     "skip_bad_videos": boolean(False, "training only: skip undecodable videos, list them after the epoch"),
     "metrics_fit": string("linear", "PLCC/RMSE after a 'linear' rescale or a 'logistic' 4-parameter fit",
                           choices=["linear", "logistic"], nullable=False),

@@ -155,7 +155,7 @@ def backbone_keys(manifest: dict) -> list[str]:
     return keys
 
 
-def unregistered_backbones(manifest: dict) -> Optional[str]:
+def unregistered_backbone_reason(manifest: dict) -> Optional[str]:
     """Why the manifest's model cannot be built here (a backbone key not registered), else None."""
     for key in backbone_keys(manifest):
         try:
@@ -245,7 +245,8 @@ def check_fixture(expected_path: str | Path, detweights: ModuleType,
     """Run every case of one expected_*.json; one CaseResult per case (never raises for model errors).
 
     Cases with more than `max_frames` frames are skipped (passed None); a manifest that cannot be
-    found, a backbone that is not registered or a model that cannot be built fails its cases.
+    found, a backbone that is not registered (import its module first, see import_model_modules)
+    or a model that cannot be built fails its cases.
     """
     expected_path = Path(expected_path)
     model_name = expected_path.stem.removeprefix("expected_")
@@ -269,7 +270,7 @@ def check_fixture(expected_path: str | Path, detweights: ModuleType,
         return unrun()
     with open(manifest_path) as f:
         manifest = json.load(f)
-    unregistered = unregistered_backbones(manifest)
+    unregistered = unregistered_backbone_reason(manifest)
     if unregistered:
         return unrun(skipped=unregistered)
     try:

@@ -136,6 +136,9 @@ class Trainer:
         if cfg["load_path"]:
             report = load_into(model, read_checkpoint(cfg["load_path"]))
             log.info("loaded %s: %s", cfg["load_path"], report.summary())
+        if cfg["freeze_backbone"]:
+            for key in model.key_names:
+                model.backbone(key).requires_grad_(False)
         model.to(device)
         self.ema = ModelEMA(model, cfg["ema_decay"]) if cfg["ema"] else None
         self.optimizer = build_optimizer(model, cfg["optimizer"])
@@ -247,6 +250,9 @@ class Trainer:
     def train_epoch(self, epoch: int) -> tuple[float, list[str]]:
         """One pass over the training split; returns (mean loss, undecodable videos skipped)."""
         self.model.train()
+        if self.cfg["freeze_backbone"]:
+            for key in bare(self.model).key_names:
+                bare(self.model).backbone(key).eval()
         self.generator.manual_seed(self.seed * 1000 + epoch)
         if isinstance(self.train_loader.sampler, DistributedSampler):
             self.train_loader.sampler.set_epoch(epoch)

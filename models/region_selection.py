@@ -32,7 +32,9 @@ class PerturbedTopKFunction(torch.autograd.Function):
 
     forward(scores [N, D], k, num_samples, sigma) -> indicators [N, k, D]: the mean over
     `num_samples` perturbations s + sigma * z of the one-hot top-k indices (sorted by index).
-    backward: d/ds = sum_k grad[n, k, :] * E[one_hot[n, :, k, :] * z[n, :, :]] / sigma.
+    backward: d/ds_d = sum_k grad[n, k, d] * E[one_hot[n, :, k, d] * z[n, :, d]] / sigma, i.e. only
+    the diagonal d indicator_d / d s_d of the perturbation Jacobian estimate, exactly as the
+    reference (cross terms d indicator_d / d s_e, e != d, are not propagated).
     """
 
     @staticmethod

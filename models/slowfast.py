@@ -61,8 +61,9 @@ def pack_pathways(clips: torch.Tensor) -> list[torch.Tensor]:
 class SlowFastExtractor(nn.Module):
     """forward(clips [N, 3, 32, H, W], normalised) -> (slow [N, 2048, 1, 1, 1], fast [N, 256, 1, 1, 1]).
 
-    Every clip is processed independently (eval mode), so N clips in one call give the values
-    of N single-clip calls.
+    A frozen extractor as in the reference: forward runs without autograd; call `.eval()` before
+    use (BatchNorm running statistics). In eval mode every clip is processed independently, so
+    N clips in one call give the values of N single-clip calls.
     """
 
     def __init__(self, pretrained: bool = True, pretrained_path: Optional[str | os.PathLike] = None) -> None:
@@ -82,6 +83,7 @@ class SlowFastExtractor(nn.Module):
         self.load_state_dict(state, strict=True)
         log.info("SlowFast R50 Kinetics-400 weights loaded from %s", file)
 
+    @torch.no_grad()
     def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if clips.dim() != 5 or clips.shape[1] != 3 or clips.shape[2] != CLIP_FRAMES:
             raise ValueError(f"expected clips [N, 3, {CLIP_FRAMES}, H, W], got {tuple(clips.shape)}")
@@ -98,7 +100,7 @@ def preprocess_frames(frames: np.ndarray | torch.Tensor, size: int = 224) -> tor
     torchvision's antialiased bilinear on uint8 tensors; it differs from PIL's by at most one grey
     level (0.0174 after normalisation) on a minority of pixels (about 5-20% on noise images).
     """
-    x = torch.as_tensor(frames)
+    x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
     if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames [T, H, W, 3], got {x.dtype} {tuple(x.shape)}")
     x = x.permute(0, 3, 1, 2)

@@ -98,6 +98,7 @@ def test_preprocess_constant_frames() -> None:
     out = preprocess_frames(frames)
     assert out.shape == (3, 4, 224, 224) and out.dtype == torch.float32
     torch.testing.assert_close(out, torch.full_like(out, (200 / 255 - 0.45) / 0.225))
+    torch.testing.assert_close(preprocess_frames(frames[..., ::-1]), out)
     with pytest.raises(ValueError, match="uint8"):
         preprocess_frames(frames.astype(np.float32))
 

@@ -1,0 +1,62 @@
+"""Cache SlowFast R50 features for SimpleVQA (same CLI and file layout as the reference).
+
+    python SlowFast_features.py --video_root data/KVQ --video_csv data/KVQ/train_data.csv \
+        --feature_save_folder feature/simpleVQA --database kvq [--gpu_ids 0] [--num_workers 6]
+
+Writes <feature_save_folder>/<database>/<video_name>/feature_<i>_{slow,fast}_feature.npy;
+videos already done are skipped, so an interrupted run can simply be started again.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from datasets.annotations import read_annotations
+from kvq.cli import run_main
+from kvq.device import select_devices
+from kvq.slowfast_features import extract_features, load_extractor
+
+log = logging.getLogger("SlowFast_features")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--video_root", required=True, help="folder the csv's file names are relative to")
+    p.add_argument("--video_csv", required=True, help="annotation csv; column 0 = video file name")
+    p.add_argument("--feature_save_folder", default="./feature/simpleVQA/", help="output root")
+    p.add_argument("--database", default="kvq", help="sub-folder of the output root")
+    p.add_argument("--resize", type=int, default=224, help="frames are resized to resize x resize")
+    p.add_argument("--num_workers", type=int, default=6, help="decoding processes")
+    p.add_argument("--gpu_ids", default=None, help="GPU to use, e.g. '0' (first id is used); 'cpu' for the CPU")
+    p.add_argument("--batch_clips", type=int, default=4, help="clips per forward pass")
+    p.add_argument("--weights", default=None, help="SlowFast R50 Kinetics-400 .pyth (default: searched, see README)")
+    p.add_argument("--no_pretrained", action="store_true",
+                   help="random-initialised network (demo/tests only; features are not Kinetics features)")
+    p.add_argument("--no_progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    records = read_annotations(args.video_csv, args.video_root, fmt="auto")
+    device, _ = select_devices(args.gpu_ids.split(",")[0] if args.gpu_ids else None)
+    if args.no_pretrained:
+        log.warning("--no_pretrained: using a randomly initialised SlowFast network")
+    model = load_extractor(not args.no_pretrained, args.weights)
+    out = Path(args.feature_save_folder) / args.database
+    errors = extract_features([(r.video_name, r.path) for r in records], out, model, device, args.resize,
+                              args.batch_clips, args.num_workers, progress=not args.no_progress)
+    if errors:
+        print(f"{len(errors)} videos could not be decoded:\n  " + "\n  ".join(f"{k}: {v}" for k, v in errors.items()),
+              file=sys.stderr)
+        return 1
+    log.info("features of %d videos under %s", len(records), out)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
