@@ -22,9 +22,13 @@ Layout under the dataset root (annotation file names are relative to the root):
                                             written last: its presence marks a complete build
 
 Labels (MOS on 1..5): a processed version gets `1 + MOS_SLOPE * clip(VMAF, 0, 100) / 100`
-(VMAF of the version against its source, libvmaf `VMAF_MODEL`, mean over frames), i.e. 1..4.6;
-a source gets `SOURCE_MOS` +- uniform `SOURCE_MOS_JITTER` (4.4..4.6), so a version only reaches
-its source's score when VMAF is near 100. Scores are rounded to 6 decimals.
+(VMAF of the version against its source, mean over frames), i.e. 1..4.6; a source gets
+`SOURCE_MOS` +- uniform `SOURCE_MOS_JITTER` (4.4..4.6), so a version only reaches its source's
+score when VMAF is near 100. Scores are rounded to 6 decimals. The VMAF model is libvmaf's
+built-in `vmaf_v0.6.1neg` ("no enhancement gain"): the plain model scores sharpening at 100
+(it rewards enhancement), the NEG model scores it below the source like any other change.
+Versions other than `compression` are encoded at CRF `PROCESSED_CRF` so that their named
+processing dominates; noise is temporal luma noise.
 
 Determinism: every random choice comes from numpy generators seeded by `seed`; ffmpeg runs
 single-threaded (x264 `-threads 1`, libvmaf `n_threads=1`) with bitexact muxing, so the same
@@ -57,10 +61,10 @@ from kvq.io import atomic_open, atomic_write_text
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "1"
-VMAF_MODEL = "vmaf_v0.6.1"
+VMAF_MODEL = "vmaf_v0.6.1neg"
 SOURCE_CRF = 12
-PROCESSED_CRF = 16
-X264_PRESET = "medium"
+PROCESSED_CRF = 18
+X264_PRESET = "veryfast"
 SOURCE_MOS = 4.5
 SOURCE_MOS_JITTER = 0.1
 MOS_SLOPE = 3.6
@@ -211,7 +215,7 @@ def _processing_options(processing: str, rng: np.random.Generator, width: int, h
     if processing == "blur":
         return {"sigma": round(float(rng.uniform(0.6, 6.0)), 2)}
     if processing == "noise":
-        return {"strength": int(rng.integers(6, 46)), "seed": int(rng.integers(0, 2**31))}
+        return {"strength": int(rng.integers(20, 101)), "seed": int(rng.integers(0, 2**31))}
     if processing == "framerate":
         return {"fps": float(rng.choice([2, 3, 5, 6, 10, 15]))}
     if processing == "sharpen":
@@ -338,7 +342,7 @@ def _processing_filter(v: VideoPlan, w: int, h: int, fps: int) -> Optional[str]:
     if v.processing == "blur":
         return f"gblur=sigma={o['sigma']}"
     if v.processing == "noise":
-        return f"noise=alls={o['strength']}:allf=t+u:all_seed={o['seed']}"
+        return f"noise=c0s={o['strength']}:c0f=t+u:c0_seed={o['seed']}"
     if v.processing == "framerate":
         return f"fps=fps={o['fps']},fps=fps={fps},tpad=stop=-1:stop_mode=clone"
     if v.processing == "sharpen":
@@ -398,7 +402,9 @@ def photo_frames(img: np.ndarray, width: int, height: int, n_frames: int, motion
         cy = win_h / 2 + (uy0 + (uy1 - uy0) * t) * (bh - win_h)
         x0, wx = _linear_taps(cx + xs_out / zoom - 0.5, bw)
         y0, wy = _linear_taps(cy + ys_out / zoom - 0.5, bh)
-        cols = base[:, x0] * (1.0 - wx) + base[:, x0 + 1] * wx
+        rows = base[y0[0]:y0[-1] + 2]
+        cols = rows[:, x0] * (1.0 - wx) + rows[:, x0 + 1] * wx
+        y0 = y0 - y0[0]
         frame = cols[y0] * (1.0 - wy[:, :, None]) + cols[y0 + 1] * wy[:, :, None]
         yield np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 

@@ -65,6 +65,7 @@ class TrainOptions:
     seed: Optional[int] = None
     log_dir: Path = Path("log")
     progress: bool = True
+    stop_after: Optional[int] = None  # epochs to run in this process (the schedule still spans num_epochs)
     device_ids: list[int] = field(default_factory=list)
 
 
@@ -225,7 +226,10 @@ class Trainer:
             self.opts.output_dir.mkdir(parents=True, exist_ok=True)
             log.info("environment: %s", environment_summary(self.device))
             log.info("config %s:\n%s", getattr(self.cfg, "source", ""), json.dumps(dict(self.cfg), indent=1))
-        for epoch in range(self.start_epoch, self.cfg["num_epochs"]):
+        end = self.cfg["num_epochs"]
+        if self.opts.stop_after is not None:
+            end = min(end, self.start_epoch + self.opts.stop_after)
+        for epoch in range(self.start_epoch, end):
             t0 = time.time()
             loss, bad = self.train_epoch(epoch)
             record: dict[str, float] = {"epoch": epoch, "train_loss": loss, "seconds": time.time() - t0}

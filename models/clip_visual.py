@@ -73,6 +73,7 @@ class ClipVisualAdapter(nn.Module):
                  patch_size: int = 16, width: int = 768, layers: int = 12, heads: int = 12,
                  output_dim: int = 512) -> None:
         super().__init__()
+        weight_file = resolve_weight("clip_vit_b16", path) if pretrained else None
         if not 0 <= clip_location <= layers:
             raise ValueError(f"CLIP_location must lie in [0, {layers}], got {clip_location}")
         self.clip_location = clip_location
@@ -82,8 +83,8 @@ class ClipVisualAdapter(nn.Module):
                                         heads=heads, mlp_ratio=4.0, output_dim=output_dim, act_layer=QuickGELU)
         if cls_use:
             self.adapter_layer = nn.ModuleList([cls_adapter(width) for _ in range(layers - clip_location)])
-        if pretrained:
-            self.load_openai(resolve_weight("clip_vit_b16", path))
+        if weight_file is not None:
+            self.load_openai(weight_file)
         self.visual.requires_grad_(False)
 
     def load_openai(self, path: str | Path) -> None:

@@ -34,22 +34,23 @@ class ContriqueEncoder(nn.Module):
     """
 
     patch_size = 32
+    n_features = 2048
 
     def __init__(self, *, pretrained: bool = True, path: Optional[str | os.PathLike] = None,
-                 n_features: int = 2048, projection_dim: int = 128) -> None:
+                 projection_dim: int = 128) -> None:
         super().__init__()
-        self.n_features = n_features
+        weight_file = resolve_weight("contrique", path) if pretrained else None
         resnet = torchvision.models.resnet50(weights=None)
         self.encoder = nn.Sequential(*list(resnet.children())[:-2])
         self.projector = nn.Sequential(
-            nn.Linear(n_features, n_features, bias=False),
-            nn.BatchNorm1d(n_features),
+            nn.Linear(self.n_features, self.n_features, bias=False),
+            nn.BatchNorm1d(self.n_features),
             nn.ReLU(),
-            nn.Linear(n_features, projection_dim, bias=False),
+            nn.Linear(self.n_features, projection_dim, bias=False),
             nn.BatchNorm1d(projection_dim),
         )
-        if pretrained:
-            self.load_contrique(resolve_weight("contrique", path))
+        if weight_file is not None:
+            self.load_contrique(weight_file)
         self.requires_grad_(False)
         self.eval()
 

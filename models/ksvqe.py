@@ -91,18 +91,23 @@ class KSVQE(SwinTransformer3D):
         if not 0 <= tuning_stage <= num_stages:
             raise ValueError(f"tuning_stage must lie in [0, {num_stages}], got {tuning_stage}")
         self.tuning_stage = tuning_stage
+        self.spa_patchnet = RegionSelection(window=7, anchor_size=32, stride=1, num_samples=num_samples,
+                                            sample_type=sample_type, sigma=0.5)
 
         self.CLIP_tool = ClipVisualAdapter(CLIP_location, cls_use, pretrained=pretrained, path=clip_file,
                                            checkpoint=checkpoint)
         self.distortion_tool = ContriqueEncoder(pretrained=pretrained, path=contrique_file)
         self.dist_adapter = adapter_mlp(CONTRIQUE_DIM, CONTRIQUE_DIM // 4, CONTRIQUE_DIM)
-        self.spa_patchnet = RegionSelection(window=7, anchor_size=32, stride=1, num_samples=num_samples,
-                                            sample_type=sample_type, sigma=0.5)
 
         embed_dim = self.patch_embed.proj.out_channels
         num_heads = [layer.blocks[0].attn.num_heads for layer in self.layers]
-        for name in MODULATION_MODULES:
-            setattr(self, name, nn.ModuleList())
+        self.semantic_adapter = nn.ModuleList()
+        self.distortion_adapter = nn.ModuleList()
+        self.semantic_mod = nn.ModuleList()
+        self.distortion_mod = nn.ModuleList()
+        self.semantic_cross = nn.ModuleList()
+        self.distortion_cross = nn.ModuleList()
+        self.distortion_self = nn.ModuleList()
         for stage in range(tuning_stage, num_stages):
             i = min(stage, num_stages - 2)  # the last stage keeps the width of stage 2's output
             dim, heads = embed_dim * 2 ** (i + 1), num_heads[i]
@@ -140,9 +145,10 @@ class KSVQE(SwinTransformer3D):
         present = {key.split(".", 1)[0] for key in state}
         absent = sorted({key.split(".", 1)[0] for key in self.state_dict()} - present)
         if absent:
-            log.warning("KSVQE checkpoint has no weights for %s: these parts keep their initialisation "
-                        "(expected when starting from the LSVQ-pretrained backbone, which lacks the "
-                        "modulation modules; they are then trained on KVQ)", ", ".join(absent))
+            note = (" (expected for the LSVQ-pretrained KSVQE_techniqual_pretrainonLSVQ.pth, which holds no "
+                    "modulation modules: they are trained on KVQ)" if set(absent) <= set(MODULATION_MODULES) else "")
+            log.warning("KSVQE checkpoint has no weights for %s: these parts keep their initialisation%s",
+                        ", ".join(absent), note)
         return dict(state), {}
 
     def _modulate(self, j: int, x: torch.Tensor, patch_tokens: torch.Tensor, dist_tokens: torch.Tensor) -> torch.Tensor:

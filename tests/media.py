@@ -20,3 +20,49 @@ def make_video(path: Path, size: str = "64x96", frames: int = 40, rate: int = 30
         cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-threads", "1"]
     subprocess.run(cmd + [str(path)], check=True)
     return path
+
+
+SOURCES = ("testsrc2", "mandelbrot", "testsrc", "rgbtestsrc", "smptebars", "life")
+
+
+def make_tiny_dataset(root: Path, n: int = 6, frames: int = 20, features: bool = True) -> Path:
+    """n small videos with labels 1..4 (train.csv, val.csv, unlabeled.csv, ksvqe.txt) and random
+    SlowFast feature files, for end-to-end tests."""
+    import numpy as np
+
+    from datasets.features import feature_path
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        name = f"v{i}.mp4"
+        make_video(root / name, size="64x96", frames=frames, source=SOURCES[i % len(SOURCES)])
+        if features:
+            for k in range(8):
+                for pathway, dim in (("slow", 2048), ("fast", 256)):
+                    p = feature_path(root / "feat", name, k, pathway)
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(p, rng.random((1, dim, 1, 1, 1), dtype=np.float32))
+        rows.append((name, 1 + 3 * i / max(n - 1, 1)))
+    (root / "train.csv").write_text("filename,score\n" + "".join(f"{a},{b:.3f}\n" for a, b in rows))
+    (root / "val.csv").write_text("filename,score\n" + "".join(f"{a},{b:.3f}\n" for a, b in rows[::-1]))
+    (root / "unlabeled.csv").write_text("filename\n" + "".join(f"{a}\n" for a, _ in rows[::2]))
+    (root / "ksvqe.txt").write_text("".join(f"{a},0,{i % 3},{b:.3f}\n" for i, (a, b) in enumerate(rows)))
+    return root
+
+
+def simplevqa_config(root: Path, epochs: int = 1, **top) -> dict:
+    """A tiny SimpleVQA config over make_tiny_dataset(root)."""
+    view = {"resize": 72, "crop": 64, "clip_len": 4, "frame_interval": 2, "t_frag": 4, "num_clips": 1}
+
+    def split(anno: str, phase: str) -> dict:
+        return {"type": "ViewDecompositionDataset_add_forSimpleVQA",
+                "args": {"phase": phase, "anno_file": str(root / anno), "data_prefix": str(root),
+                         "data_prefix_3D": str(root / "feat"), "sample_types": {"simpleVQA": dict(view)}}}
+
+    return {"name": "tiny", "num_epochs": epochs, "warmup_epochs": 0.5, "batch_size": 3, "num_workers": 0,
+            "ema_decay": 0.5, **top,
+            "data": {"train": split("train.csv", "train"), "val": split("val.csv", "test"),
+                     "test": split("unlabeled.csv", "test")},
+            "model": {"type": "simpleVQA", "args": {"simpleVQA": {"backbone": {"pretrained": False}}}},
+            "optimizer": {"lr": 1e-3}}

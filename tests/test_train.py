@@ -1,0 +1,82 @@
+"""train.py end to end on tiny data (CPU): outputs, exact resume, atomic checkpoints."""
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import train
+from kvq import io as kvq_io
+from tests.media import make_tiny_dataset, simplevqa_config
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run(cfg_path: Path, out: Path, *extra: str) -> None:
+    assert train.main(["-o", str(cfg_path), "-r", str(out), "--log_dir", str(out / "log"), "--gpu_id", "cpu",
+                       "--no_progress", *extra]) == 0
+
+
+def test_training_writes_checkpoints_plots_and_log(data: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1))
+    run(cfg, tmp_path / "out")
+    out = tmp_path / "out"
+    best = torch.load(out / "tiny_head_val-ltest_n_finetuned.pth", weights_only=False)
+    assert set(best) >= {"state_dict", "validation_results", "config"}
+    assert set(best["validation_results"]) >= {"SROCC", "PLCC", "KROCC", "RMSE", "epoch"}
+    assert (out / "tiny_head_val-ltest_s_finetuned.pth").is_file()
+    assert (out / "tiny_val-ltest_curves.png").stat().st_size > 0
+    assert list((out / "plots").glob("*.png"))
+    logs = list((out / "log").glob("tiny_*.log"))
+    assert logs and "epoch 0:" in logs[0].read_text()
+
+
+def test_resume_gives_the_same_weights_as_straight_training(data: Path, tmp_path: Path) -> None:
+    straight = write_config(tmp_path / "two.yml", simplevqa_config(data, epochs=2))
+    run(straight, tmp_path / "a")
+    run(straight, tmp_path / "b", "--stop_after", "1")
+    run(straight, tmp_path / "b", "--resume_from", str(tmp_path / "b" / "tiny_val-ltest_last.pth"))
+    a = torch.load(tmp_path / "a" / "tiny_val-ltest_last.pth", weights_only=False)
+    b = torch.load(tmp_path / "b" / "tiny_val-ltest_last.pth", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 1
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    for key in a["ema"]:
+        assert torch.equal(a["ema"][key], b["ema"][key]), key
+    assert a["history"][-1]["n_SROCC"] == b["history"][-1]["n_SROCC"]
+
+
+def test_kill_during_checkpoint_save_keeps_previous_file(data: Path, tmp_path: Path, monkeypatch) -> None:
+    cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1))
+    run(cfg, tmp_path / "out")
+    last = tmp_path / "out" / "tiny_val-ltest_last.pth"
+    before = last.read_bytes()
+
+    def killed_save(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(torch, "save", killed_save)
+    with pytest.raises(KeyboardInterrupt):
+        kvq_io.atomic_torch_save({"x": 1}, last)
+    assert last.read_bytes() == before
+    assert not list(last.parent.glob(".*.tmp"))
+    monkeypatch.undo()
+    assert "state_dict" in torch.load(last, weights_only=False)
+
+
+def test_frozen_backbone_trains_only_the_head(data: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, freeze_backbone=True, ema=False))
+    run(cfg, tmp_path / "out")
+    state = torch.load(tmp_path / "out" / "tiny_val-ltest_last.pth", weights_only=False)
+    groups = state["optimizer"]["param_groups"]
+    n_params = sum(len(g["params"]) for g in groups)
+    assert n_params == 4  # head: 2 Linear layers (weight + bias)
