@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -107,35 +107,53 @@ class PyAVReader:
 READERS = {"decord": DecordReader, "pyav": PyAVReader}
 
 
-def open_video(path: str, primary: str = "decord") -> DecordReader | PyAVReader:
-    """Open with the primary reader, falling back to the other one."""
-    _check_file(path)
-    order = [primary] + [n for n in READERS if n != primary]
-    errors = []
-    for name in order:
-        try:
-            return READERS[name](path)
-        except VideoDecodeError as e:
-            errors.append(str(e))
-            log.debug("%s", e)
-    raise VideoDecodeError(f"{path}: cannot be decoded: " + " | ".join(errors))
+class VideoReader:
+    """The primary reader, switching to the other one when opening or decoding fails.
 
-
-def read_frames(path: str, indices_fn, primary: str = "decord") -> tuple[np.ndarray, np.ndarray, int]:
-    """Decode the frames that `indices_fn(num_frames)` asks for.
-
-    Returns (frames uint8 [T, H, W, 3] RGB, indices int [T], num_frames). Falls back to the
-    other reader when the primary one fails while decoding.
+    num_frames, fps() and read(indices) -> uint8 [T, H, W, 3] RGB.
     """
-    _check_file(path)
-    order = [primary] + [n for n in READERS if n != primary]
-    errors = []
-    for name in order:
-        try:
-            reader = READERS[name](path)
-            indices = np.asarray(indices_fn(reader.num_frames))
-            return reader.read(indices), indices, reader.num_frames
-        except VideoDecodeError as e:
-            errors.append(str(e))
-            log.debug("%s", e)
-    raise VideoDecodeError(f"{path}: cannot be decoded: " + " | ".join(errors))
+
+    def __init__(self, path: str, primary: str = "decord") -> None:
+        _check_file(path)
+        self.path = path
+        self._order = [primary] + [n for n in READERS if n != primary]
+        self._errors: list[str] = []
+        self._reader = self._next_reader()
+        self.num_frames = self._reader.num_frames
+
+    def _next_reader(self) -> DecordReader | PyAVReader:
+        while self._order:
+            name = self._order.pop(0)
+            try:
+                return READERS[name](self.path)
+            except VideoDecodeError as e:
+                self._errors.append(str(e))
+                log.debug("%s", e)
+        raise VideoDecodeError(f"{self.path}: cannot be decoded: " + " | ".join(self._errors))
+
+    def fps(self) -> float:
+        return self._reader.fps()
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        while True:
+            if self._reader.num_frames != self.num_frames:
+                log.warning("%s: %s counts %d frames, not %d; indices past the end use the last frame",
+                            self.path, self._reader.name, self._reader.num_frames, self.num_frames)
+                indices = np.minimum(np.asarray(indices), self._reader.num_frames - 1)
+            try:
+                return self._reader.read(indices)
+            except VideoDecodeError as e:
+                self._errors.append(str(e))
+                log.debug("%s", e)
+                self._reader = self._next_reader()
+
+
+def read_frames(path: str, indices_fn: Callable[[int], np.ndarray], primary: str = "decord"
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Decode the frames that `indices_fn(num_frames)` asks for, each once.
+
+    Returns (frames uint8 [T, H, W, 3] RGB, indices int [T], num_frames).
+    """
+    reader = VideoReader(path, primary)
+    indices = np.asarray(indices_fn(reader.num_frames))
+    return reader.read(indices), indices, reader.num_frames

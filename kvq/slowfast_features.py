@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from datasets.decoding import VideoDecodeError, open_video
+from datasets.decoding import VideoDecodeError, VideoReader
 from kvq.io import atomic_open
 from models.slowfast import CLIP_FRAMES, SlowFastExtractor, preprocess_frames
 
@@ -76,7 +76,7 @@ class ClipStream(IterableDataset):
         mine = self.paths if info is None else self.paths[info.id::info.num_workers]
         for name, path in mine:
             try:
-                reader = open_video(path, self.decoder)
+                reader = VideoReader(path, self.decoder)
                 plan = plan_clips(reader.num_frames, reader.fps())
                 for i in range(plan.n_unique):
                     frames = reader.read(plan.frames(i))

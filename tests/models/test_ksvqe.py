@@ -173,7 +173,6 @@ def test_rejects_bad_settings():
         KSVQE(pretrained=False, sample_type="multinomial")
 
 
-@pytest.mark.slow
 def test_pretrained_weights_are_loaded_and_not_reinitialised(reference_model, tmp_path):
     """OpenAI CLIP (fp16 state dict), CONTRIQUE (.tar) and Kinetics Swin files made from a model:
     after construction the frozen CLIP/CONTRIQUE weights are exactly the files' (no re-init)."""

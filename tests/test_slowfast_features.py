@@ -1,0 +1,60 @@
+"""SlowFast_features.py: file layout, clip plan, resume, bad videos (random-weight network)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import SlowFast_features
+from kvq.slowfast_features import MARKER, plan_clips
+from tests.media import make_video
+
+
+def test_clip_plan() -> None:
+    p = plan_clips(100, 29.97)
+    assert (p.fps, p.n_unique, p.n_total) == (30, 3, 8)
+    assert p.frames(2).tolist() == [min(60 + j, 99) for j in range(32)]
+    short = plan_clips(10, 30)  # fewer frames than fps: the seed crashed here
+    assert (short.n_unique, short.n_total) == (1, 8)
+    assert plan_clips(50, 0).fps == 30  # unknown frame rate
+    long = plan_clips(300, 25)
+    assert (long.n_unique, long.n_total) == (12, 12)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sf")
+    make_video(root / "a.mp4", size="64x48", frames=40, rate=20)  # 2 clips
+    make_video(root / "b.mp4", size="48x64", frames=5, rate=30)  # fewer frames than fps
+    (root / "list.csv").write_text("filename,score\na.mp4,1\nb.mp4,2\n")
+    return root
+
+
+def run(root: Path, out: Path, csv: str = "list.csv") -> int:
+    return SlowFast_features.main(["--video_root", str(root), "--video_csv", str(root / csv),
+                                   "--feature_save_folder", str(out), "--database", "db", "--no_pretrained",
+                                   "--num_workers", "0", "--gpu_ids", "cpu", "--no_progress"])
+
+
+def test_layout_shapes_and_resume(videos: Path, tmp_path: Path) -> None:
+    assert run(videos, tmp_path) == 0
+    for name in ("a.mp4", "b.mp4"):
+        folder = tmp_path / "db" / name
+        assert (folder / MARKER).is_file()
+        for i in range(8):
+            assert np.load(folder / f"feature_{i}_slow_feature.npy").shape == (1, 2048, 1, 1, 1)
+            assert np.load(folder / f"feature_{i}_fast_feature.npy").shape == (1, 256, 1, 1, 1)
+    a = tmp_path / "db" / "a.mp4"
+    f0, f1, f7 = (np.load(a / f"feature_{i}_slow_feature.npy") for i in (0, 1, 7))
+    assert not np.array_equal(f0, f1) and np.array_equal(f1, f7)  # clips >= 2 repeat the last one
+    stamp = (a / "feature_0_slow_feature.npy").stat().st_mtime_ns
+    assert run(videos, tmp_path) == 0  # resume: nothing redone
+    assert (a / "feature_0_slow_feature.npy").stat().st_mtime_ns == stamp
+
+
+def test_undecodable_video_is_reported_others_done(videos: Path, tmp_path: Path, capsys) -> None:
+    (videos / "bad.mp4").write_bytes(b"garbage")
+    (videos / "with_bad.csv").write_text("filename,score\nbad.mp4,1\na.mp4,2\n")
+    assert run(videos, tmp_path, "with_bad.csv") == 1
+    assert "bad.mp4" in capsys.readouterr().err
+    assert (tmp_path / "db" / "a.mp4" / MARKER).is_file()
+    assert not (tmp_path / "db" / "bad.mp4").exists()
