@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
+from tqdm import tqdm
 
 from kvq.io import atomic_open, atomic_write_text
 
@@ -425,11 +426,14 @@ def _render_source(exe: str, plan: SourcePlan, params: DemoParams, dst: Path) ->
     try:
         for frame in photo_frames(load_photo(name), plan.width, plan.height, params.n_frames, plan.motion):
             proc.stdin.write(frame.tobytes())
-        proc.stdin.close()
     except BrokenPipeError:
-        pass
-    stderr = proc.stderr.read().decode(errors="replace")
-    if proc.wait() != 0:
+        pass  # ffmpeg stopped reading: its own error is reported below
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    stderr = proc.communicate()[1].decode(errors="replace")
+    if proc.returncode != 0:
         raise DemoDatasetError(f"ffmpeg failed (source {plan.videos[0].filename}), exit {proc.returncode}:\n"
                                f"  {' '.join(cmd)}\n{stderr.strip()[-2000:]}")
 
@@ -636,8 +640,6 @@ def build_dataset(out: str | os.PathLike, params: DemoParams = DemoParams(), wor
         log.info("resuming the build in %s: %d of %d source groups already done", root, len(records), len(plans))
     log.info("building %d source groups (%d videos) in %s", len(todo), len(todo) * len(PROCESSINGS), root)
     workers = workers or min(2, os.cpu_count() or 1)
-    from tqdm import tqdm
-
     with tqdm(total=len(plans), initial=len(records), unit="group", desc="demo dataset",
               disable=not progress) as bar, ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_build_group, exe, root, p, params) for p in todo]

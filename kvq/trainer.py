@@ -65,6 +65,7 @@ class TrainOptions:
     seed: Optional[int] = None
     log_dir: Path = Path("log")
     progress: bool = True
+    sync_bn: bool = False
     stop_after: Optional[int] = None  # epochs to run in this process (the schedule still spans num_epochs)
     device_ids: list[int] = field(default_factory=list)
 
@@ -173,6 +174,8 @@ class Trainer:
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.dist.enabled:
+            if self.opts.sync_bn:
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
             return nn.parallel.DistributedDataParallel(model, find_unused_parameters=True, **kwargs)
         if len(self.opts.device_ids) > 1:
@@ -310,6 +313,9 @@ class Trainer:
         if self.ema:
             models["s"] = self.ema.module
         for tag, model in models.items():
+            if self.dist.enabled:  # BN statistics of the last step differ per rank: use rank 0's
+                for tensor in model.state_dict().values():
+                    dist.broadcast(tensor, src=0)
             preds = self.gather(predict(model, self.val_loader, self.device, self.cfg["amp"],
                                         desc=f"validate {tag}", progress=self.opts.progress and self.dist.is_main))
             if not self.dist.is_main:
