@@ -75,6 +75,8 @@ class KSVQE(SwinTransformer3D):
 
     head_type = "VQAHead"
     head_defaults = {"in_channels": 768, "hidden_channels": 64}
+    legacy_args = {"qls_swin": "a key of the reference configs without effect",
+                   "frozen3D": "a key of the reference configs without effect"}
 
     def __init__(self, num_samples: int = 1, sample_type: str = "topkpertubation", CLIP_location: int = 8,
                  cls_use: bool = True, tuning_stage: int = 1, a1: float = 1.0, a2: float = 2.0,
