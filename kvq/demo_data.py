@@ -88,6 +88,8 @@ MANDELBROT_CENTRES = ((-0.743643887037158, -0.131825904205312), (-0.7453, 0.1127
                       (-0.16070135, 1.0375665))
 CELLAUTO_RULES = (18, 22, 30, 45, 73, 90, 110, 126, 150)
 DATASET_JSON = "dataset.json"
+ANNOTATION_FILES = ("train.csv", "val.csv", "test.csv", "train_ksvqe.txt", "val_ksvqe.txt", "test_ksvqe.txt",
+                    "truth.csv", "rank-pair-val.xlsx", "test_unlabeled.csv")
 BUILD_DIR = ".build"
 
 
@@ -659,7 +661,7 @@ def build_dataset(out: str | os.PathLike, params: DemoParams = DemoParams(), wor
             "layout": "<split>/<NNNN>.mp4, 7 consecutive files per source group (source, then "
                       + ", ".join(PROCESSINGS[1:]) + "); annotation file names relative to this folder",
             "processings": list(PROCESSINGS), "splits": {s: sum(r["split"] == s for r in videos) for s in SPLITS},
-            "files": [r["filename"] for r in videos], "videos": videos}
+            "files": [r["filename"] for r in videos] + list(ANNOTATION_FILES), "videos": videos}
     atomic_write_text(root / DATASET_JSON, json.dumps(info, indent=1))
     shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
     seconds = time.monotonic() - start
