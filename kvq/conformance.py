@@ -8,11 +8,9 @@ reference outputs. Tolerances: scores, loss and first-16 values within 1e-4 * (1
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import json
 import logging
-import pkgutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import torch
 from torch import nn
 
+import models  # noqa: F401  (registers every backbone)
 from kvq.checkpoint import load_into
 from kvq.registry import BACKBONES
 
@@ -127,23 +126,6 @@ def load_detweights(fixture_dir: str | Path) -> ModuleType:
     return module
 
 
-def import_model_modules() -> dict[str, str]:
-    """Import every module of the `models` package (registering its backbones).
-
-    Returns {module name: error} for modules that fail to import; those are logged, not raised.
-    """
-    import models
-
-    failed = {}
-    for info in pkgutil.iter_modules(models.__path__, "models."):
-        try:
-            importlib.import_module(info.name)
-        except Exception as exc:  # a broken module must not hide the others' results
-            failed[info.name] = f"{type(exc).__name__}: {exc}"
-            log.warning("could not import %s: %s", info.name, failed[info.name])
-    return failed
-
-
 def backbone_keys(manifest: dict) -> list[str]:
     """Config keys of the `<key>_backbone.*` entries of a manifest, in order of appearance."""
     keys: list[str] = []
@@ -245,7 +227,7 @@ def check_fixture(expected_path: str | Path, detweights: ModuleType,
     """Run every case of one expected_*.json; one CaseResult per case (never raises for model errors).
 
     Cases with more than `max_frames` frames are skipped (passed None); a manifest that cannot be
-    found, a backbone that is not registered (import its module first, see import_model_modules)
+    found, a backbone that is not registered
     or a model that cannot be built fails its cases.
     """
     expected_path = Path(expected_path)
@@ -314,7 +296,6 @@ def iter_checks(fixture_dir: str | Path, manifest_dirs: Iterable[str | Path] = (
     if not paths:
         raise FileNotFoundError(f"no expected_*.json in {fixture_dir}")
     detweights = load_detweights(fixture_dir)
-    import_model_modules()
     for path in paths:
         log.info("checking %s", path.name)
         yield from check_fixture(path, detweights, manifest_dirs, max_frames)
