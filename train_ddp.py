@@ -19,24 +19,16 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 
-from kvq.cli import add_config_args, load, run_main
-from kvq.trainer import DistInfo, Trainer, TrainOptions, setup_logging
+from kvq.cli import add_train_args, load, run_main, train_options
+from kvq.trainer import DistInfo, Trainer, setup_logging
 
 log = logging.getLogger("train_ddp")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_args(p)
-    p.add_argument("-t", "--train_set", default=None, help="accepted for seed compatibility; unused")
-    p.add_argument("-t1", "--test_set", default="val-ltest", help="tag in checkpoint file names")
-    p.add_argument("-r", "--resume", default="./checkpoint/", help="output folder for checkpoints and plots")
-    p.add_argument("--resume_from", default=None, help="training state (*_last.pth) to continue from")
-    p.add_argument("--stop_after", type=int, default=None, help="run at most this many epochs now")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's seed)")
+    add_train_args(p)
     p.add_argument("--sync_bn", action="store_true", help="convert BatchNorm layers to SyncBatchNorm")
-    p.add_argument("--log_dir", default="log", help="folder for the log file")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None,
                    help="set by torch.distributed.launch without --use_env (LOCAL_RANK is read otherwise)")
     return p.parse_args(argv)
@@ -65,11 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load(args)
         setup_logging(Path(args.log_dir), cfg["name"], info.rank)
         log.info("world size %d, rank %d, device %s", info.world_size, info.rank, device)
-        opts = TrainOptions(output_dir=Path(args.resume), test_set=args.test_set,
-                            resume_from=Path(args.resume_from) if args.resume_from else None, seed=args.seed,
-                            log_dir=Path(args.log_dir), progress=not args.no_progress, stop_after=args.stop_after,
-                            sync_bn=args.sync_bn)
-        best = Trainer(cfg, opts, device, info).train()
+        best = Trainer(cfg, train_options(args, sync_bn=args.sync_bn), device, info).train()
         if info.is_main:
             for tag, metrics in best.items():
                 log.info("best %s: %s", "model" if tag == "n" else "EMA", metrics)

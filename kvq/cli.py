@@ -4,9 +4,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from kvq.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from kvq.trainer import TrainOptions
 
 
 def add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -16,6 +19,32 @@ def add_config_args(parser: argparse.ArgumentParser, default: str | None = None)
                         help="override a config value, e.g. --set optimizer.lr=1e-4 (repeatable)")
     parser.add_argument("--gpu_id", default=None,
                         help="GPUs to use, e.g. '0,1'; 'cpu' (or no CUDA on the machine) runs on the CPU")
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by train.py and train_ddp.py (the reference's names kept)."""
+    add_config_args(parser)
+    parser.add_argument("-t", "--train_set", default=None, help="accepted for seed compatibility; unused")
+    parser.add_argument("-t1", "--test_set", default="val-ltest", help="tag in checkpoint file names")
+    parser.add_argument("-r", "--resume", default="./checkpoint/", help="output folder for checkpoints and plots")
+    parser.add_argument("--resume_from", default=None, help="training state (*_last.pth) to continue from")
+    parser.add_argument("--stop_after", type=int, default=None,
+                        help="run at most this many epochs now (continue later with --resume_from)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's seed)")
+    parser.add_argument("--log_dir", default="log", help="folder for the log file")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+
+
+def train_options(args: argparse.Namespace, **extra: object) -> "TrainOptions":
+    """TrainOptions from the flags of `add_train_args`."""
+    from pathlib import Path
+
+    from kvq.trainer import TrainOptions
+
+    return TrainOptions(output_dir=Path(args.resume), test_set=args.test_set,
+                        resume_from=Path(args.resume_from) if args.resume_from else None, seed=args.seed,
+                        log_dir=Path(args.log_dir), progress=not args.no_progress, stop_after=args.stop_after,
+                        **extra)
 
 
 def load(args: argparse.Namespace) -> Config:

@@ -31,3 +31,16 @@ def detweights(conformance_dir: Path):
 def load_json(path: Path) -> dict:
     with open(path) as f:
         return json.load(f)
+
+
+@pytest.fixture
+def isolated_weight_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every weight search folder at an empty temporary folder (returned: $KVQ_WEIGHTS_DIR)."""
+    import torch
+
+    monkeypatch.setenv("KVQ_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    return tmp_path / "weights"

@@ -19,17 +19,6 @@ def simplevqa_network() -> VQANetwork:
     return VQANetwork({"simpleVQA": {"backbone": {"pretrained": False}, "head": {}}})
 
 
-@pytest.fixture
-def isolated_weight_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point every weight search folder at an empty temporary folder."""
-    monkeypatch.setenv("KVQ_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "weights").mkdir()
-    return tmp_path / "weights"
-
-
 def test_matches_reference_outputs(conformance_dir: Path, detweights) -> None:
     results = check_fixture(conformance_dir / "expected_simplevqa.json", detweights)
     assert [r.case for r in results] == ["simplevqa:8x224", "simplevqa:8x448"]

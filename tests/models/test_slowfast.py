@@ -15,17 +15,6 @@ from models.slowfast import SlowFastExtractor, pack_pathways, preprocess_frames,
 from tests.conftest import load_json
 
 
-@pytest.fixture
-def isolated_weight_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point every weight search folder at an empty temporary folder."""
-    monkeypatch.setenv("KVQ_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "weights").mkdir()
-    return tmp_path / "weights"
-
-
 def test_matches_reference_outputs(conformance_dir: Path, detweights) -> None:
     (result,) = check_fixture(conformance_dir / "expected_slowfast.json", detweights)
     assert result.passed, result.to_dict()
