@@ -134,11 +134,11 @@ SCHEMA: dict[str, Opt] = {
     "save_model": boolean(True, "write checkpoints"),
     "batch_size": integer(4, "training batch size (per process under DDP)"),
     "num_workers": integer(6, "data-loader worker processes"),
-    "split_seed": integer(42, "seed of dataset splits made by scripts/run_splits.py"),
+    "split_seed": integer(42, "", deprecated="stored by the seed without effect; ignored"),
     "seed": integer(42, "seed for python/numpy/torch and data-loader workers"),
     "ddp": boolean(False, "the config is meant for train_ddp.py (informative)"),
     "amp": string("off", "mixed precision: off | bf16 | fp16", choices=["off", "bf16", "fp16"], nullable=False),
-    "freeze_backbone": boolean(False, "train only the heads: backbones frozen and kept in eval mode"),
+    "freeze_backbone": boolean(False, "train only the heads: backbone weights frozen (BatchNorm statistics still adapt in training)"),
     "skip_bad_videos": boolean(False, "training only: skip undecodable videos, list them after the epoch"),
     "metrics_fit": string("linear", "PLCC/RMSE after a 'linear' rescale or a 'logistic' 4-parameter fit",
                           choices=["linear", "logistic"], nullable=False),
@@ -150,7 +150,6 @@ SCHEMA: dict[str, Opt] = {
         },
         "loss weights",
     ),
-    "tensorboard": boolean(False, "write TensorBoard scalars under log/"),
     "wandb": mapping({"project_name": string(None, "")}, "",),
     "optimizer": mapping(
         {

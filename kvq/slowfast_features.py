@@ -85,6 +85,11 @@ class ClipStream(IterableDataset):
                 yield {"video": name, "error": str(e)}
 
 
+def single_thread(worker_id: int) -> None:
+    """Decoding workers use one torch thread each: the network in the main process needs the cores."""
+    torch.set_num_threads(1)
+
+
 def save_video_features(out_dir: Path, name: str, plan: ClipPlan, slow: dict[int, np.ndarray],
                         fast: dict[int, np.ndarray]) -> None:
     folder = out_dir / name
@@ -109,7 +114,8 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
     if not todo:
         return errors
     model.eval().to(device)
-    loader = DataLoader(ClipStream(todo, size, decoder), batch_size=None, num_workers=num_workers)
+    loader = DataLoader(ClipStream(todo, size, decoder), batch_size=None, num_workers=num_workers,
+                        worker_init_fn=single_thread)
     pending: dict[str, tuple[ClipPlan, dict, dict]] = {}
     batch: list[dict] = []
     bar = tqdm(total=len(todo), desc="SlowFast features", unit="video", disable=not progress, dynamic_ncols=True)

@@ -77,7 +77,9 @@ def seed_everything(seed: int) -> None:
 
 
 def seed_worker(worker_id: int) -> None:
-    """DataLoader worker_init_fn: numpy/random seeded from the worker's torch seed."""
+    """DataLoader worker_init_fn: numpy/random seeded from the worker's torch seed; one torch
+    thread per worker (the main process computes; more threads only contend for the cores)."""
+    torch.set_num_threads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -234,8 +236,8 @@ class Trainer:
             end = min(end, self.start_epoch + self.opts.stop_after)
         for epoch in range(self.start_epoch, end):
             t0 = time.time()
-            loss, bad = self.train_epoch(epoch)
-            record: dict[str, float] = {"epoch": epoch, "train_loss": loss, "seconds": time.time() - t0}
+            losses, bad = self.train_epoch(epoch)
+            record: dict[str, float] = {"epoch": epoch, **losses, "seconds": time.time() - t0}
             if bad:
                 log.warning("epoch %d skipped %d undecodable videos:\n  %s", epoch, len(bad), "\n  ".join(bad))
             if self.val_loader is not None:
@@ -254,17 +256,15 @@ class Trainer:
                               json.dumps(self.history, indent=1))
         return self.best
 
-    def train_epoch(self, epoch: int) -> tuple[float, list[str]]:
-        """One pass over the training split; returns (mean loss, undecodable videos skipped)."""
+    def train_epoch(self, epoch: int) -> tuple[dict[str, float], list[str]]:
+        """One pass over the training split; returns ({train_loss, train_contrastive_loss (KSVQE)}
+        averaged over videos, undecodable videos skipped)."""
         self.model.train()
-        if self.cfg["freeze_backbone"]:
-            for key in bare(self.model).key_names:
-                bare(self.model).backbone(key).eval()
         self.generator.manual_seed(self.seed * 1000 + epoch)
         if isinstance(self.train_loader.sampler, DistributedSampler):
             self.train_loader.sampler.set_epoch(epoch)
         weights = self.cfg["loss"]
-        total, count, bad = 0.0, 0, []
+        total, contrastive, count, bad = 0.0, 0.0, 0, []
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", disable=not (self.opts.progress and self.dist.is_main),
                    dynamic_ncols=True)
         for batch in bar:
@@ -280,8 +280,10 @@ class Trainer:
             loss = weights["plcc"] * plcc_loss(pred, label)
             if weights["rank"]:
                 loss = loss + weights["rank"] * rank_loss(pred, label)
-            if "contrastive_loss" in out and weights["contrastive"]:
-                loss = loss + weights["contrastive"] * out["contrastive_loss"].float().mean()
+            if "contrastive_loss" in out:
+                c = out["contrastive_loss"].float().mean()  # DataParallel gathers one value per GPU
+                contrastive += float(c.detach()) * len(label)
+                loss = loss + weights["contrastive"] * c
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -292,7 +294,10 @@ class Trainer:
             total += float(loss.detach()) * len(label)
             count += len(label)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-        return total / max(count, 1), bad
+        losses = {"train_loss": total / max(count, 1)}
+        if contrastive:
+            losses["train_contrastive_loss"] = contrastive / max(count, 1)
+        return losses, bad
 
     def gather(self, preds: Predictions) -> Predictions:
         """All ranks' predictions on rank 0 (others get an empty result)."""

@@ -66,3 +66,21 @@ def simplevqa_config(root: Path, epochs: int = 1, **top) -> dict:
                      "test": split("unlabeled.csv", "test")},
             "model": {"type": "simpleVQA", "args": {"simpleVQA": {"backbone": {"pretrained": False}}}},
             "optimizer": {"lr": 1e-3}}
+
+
+def ksvqe_config(root: Path, epochs: int = 1, **top) -> dict:
+    """A small KSVQE config (random init, T=8 clips; 2 clips per video at validation/test)."""
+    def split(phase: str, num_clips: int, anno: str = "ksvqe.txt") -> dict:
+        view = {"fragments_h": 9, "fragments_w": 9, "fsize_h": 32, "fsize_w": 32, "size_h": 112, "size_w": 112,
+                "aligned": 8, "clip_len": 8, "frame_interval": 2, "num_clips": num_clips}
+        return {"type": "ViewDecompositionDataset_KVQ",
+                "args": {"phase": phase, "anno_file": str(root / anno), "data_prefix": str(root),
+                         "sample_types": {"technical": view}}}
+
+    backbone = {"pretrained": False, "checkpoint": True, "num_samples": 1, "sample_type": "topkpertubation",
+                "CLIP_location": 8, "cls_use": True, "tuning_stage": 1, "a1": 1, "a2": 2, "frozen_stages": -1}
+    return {"name": "tinyKSVQE", "num_epochs": epochs, "warmup_epochs": 0, "batch_size": 2, "num_workers": 0,
+            "ema": False, **top,
+            "data": {"train": split("train", 1), "val": split("test", 2), "test": split("test", 2, "unlabeled.csv")},
+            "model": {"type": "KSVQE", "args": {"KSVQE": {"backbone": backbone, "head": {}}}},
+            "optimizer": {"lr": 1e-4}, "loss": {"plcc": 1.0, "contrastive": 0.3}}

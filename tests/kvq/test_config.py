@@ -93,3 +93,7 @@ def test_backbone_argument_typo(tmp_path: Path) -> None:
 def test_schema_is_documented() -> None:
     text = describe_schema()
     assert "`optimizer.backbone_lr_mult`" in text and "`data.<name>.args.sample_types`" in text
+
+
+def test_readme_documents_every_key() -> None:
+    assert describe_schema() in (ROOT / "README.md").read_text()
