@@ -9,7 +9,8 @@ OUT=demo_out
 CONFIG=config/demo_simpleVQA.yml
 
 echo "== 1/5 demo dataset ($OUT/data)"
-$PY scripts/make_demo_dataset.py --out "$OUT/data"
+# 1.5 s clips (one SlowFast clip each): SlowFast takes ~1.7 s per clip on 2 CPU cores
+$PY scripts/make_demo_dataset.py --out "$OUT/data" --duration 1.5
 
 echo "== 2/5 SlowFast features (random-initialised network: no pretrained weights offline)"
 for split in train val test; do
