@@ -25,7 +25,8 @@ log = logging.getLogger("SlowFast_features")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--video_root", required=True, help="folder the csv's file names are relative to")
-    p.add_argument("--video_csv", required=True, help="annotation csv; column 0 = video file name")
+    p.add_argument("--video_csv", required=True, nargs="+",
+                   help="annotation csv(s); column 0 = video file name (several files: their union)")
     p.add_argument("--feature_save_folder", default="./feature/simpleVQA/", help="output root")
     p.add_argument("--database", default="kvq", help="sub-folder of the output root")
     p.add_argument("--resize", type=int, default=224, help="frames are resized to resize x resize")
@@ -42,7 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    records = read_annotations(args.video_csv, args.video_root, fmt="auto")
+    records = {r.video_name: r for csv in args.video_csv for r in read_annotations(csv, args.video_root)}.values()
     device, _ = select_devices(args.gpu_ids.split(",")[0] if args.gpu_ids else None)
     if args.no_pretrained:
         log.warning("--no_pretrained: using a randomly initialised SlowFast network")

@@ -13,10 +13,8 @@ echo "== 1/5 demo dataset ($OUT/data)"
 $PY scripts/make_demo_dataset.py --out "$OUT/data" --duration 1.5
 
 echo "== 2/5 SlowFast features (random-initialised network: no pretrained weights offline)"
-for split in train val test; do
-  $PY SlowFast_features.py --video_root "$OUT/data" --video_csv "$OUT/data/$split.csv" \
-      --feature_save_folder "$OUT/feature" --database demo --no_pretrained --num_workers 2
-done
+$PY SlowFast_features.py --video_root "$OUT/data" --video_csv "$OUT/data/"{train,val,test}.csv \
+    --feature_save_folder "$OUT/feature" --database demo --no_pretrained --num_workers 2
 
 echo "== 3/5 training"
 $PY train.py -o "$CONFIG" -r "$OUT/checkpoint" --log_dir "$OUT/log"

@@ -41,6 +41,15 @@ def test_script_passes_simplevqa_and_slowfast(conformance_dir: Path) -> None:
         assert r["pass"] is True and 0 <= r["max_abs_error"] < 1e-4, r
 
 
+def test_script_passes_fastvqa_and_ksvqe_short_cases(conformance_dir: Path) -> None:
+    proc = run_script(str(conformance_dir), "--only", "fastvqa", "ksvqe_ts1", "ksvqe_ts2", "--max-frames", "16")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    passed = {(r["model"], r["case"]) for r in lines if r["pass"] is True}
+    assert passed == {("fastvqa", "fastvqa:16x288"), ("ksvqe_ts1", "ksvqe_fragment:8"), ("ksvqe_ts2", "ksvqe_fragment:8")}
+    assert all(r["pass"] is None for r in lines if (r["model"], r["case"]) not in passed)  # T=32: skipped
+
+
 def test_unregistered_backbone_is_a_failing_line(bogus_fixture_dir: Path) -> None:
     (result,) = check_all(bogus_fixture_dir)
     assert result.passed is False and "noSuchModel" in result.skipped
