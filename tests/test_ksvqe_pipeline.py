@@ -13,7 +13,7 @@ from tests.media import ksvqe_config, make_tiny_dataset
 
 
 def test_split_clips_scores_each_clip_separately() -> None:
-    video = torch.arange(2 * 3 * 6).float().view(2, 1, 6, 1, 1).expand(2, 3, 6, 1, 1)
+    video = torch.arange(2 * 6).float().view(2, 1, 6, 1, 1).expand(2, 3, 6, 1, 1)
     out = split_clips({"technical": video, "dis_label": torch.tensor([4, 5]), "num_clips": {"technical": 3}}, 3)
     assert out["technical"].shape == (6, 3, 2, 1, 1)
     assert torch.equal(out["technical"][1, 0, :, 0, 0], torch.tensor([2.0, 3.0]))  # video 0, clip 1
