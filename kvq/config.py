@@ -150,6 +150,8 @@ SCHEMA: dict[str, Opt] = {
         },
         "loss weights",
     ),
+    "tensorboard": boolean(False, "write TensorBoard scalars (per step: loss, lr; per epoch: metrics) "
+                           "under <log_dir>/tensorboard/<name>"),
     "wandb": mapping({"project_name": string(None, "")}, "",),
     "optimizer": mapping(
         {

@@ -153,6 +153,11 @@ class Trainer:
         self.start_epoch = 0
         self.best: dict[str, dict[str, float]] = {}
         self.history: list[dict[str, float]] = []
+        self.writer = None
+        if cfg["tensorboard"] and self.dist.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(opts.log_dir / "tensorboard" / cfg["name"]))
         if opts.resume_from:
             self._resume(opts.resume_from)
 
@@ -243,6 +248,11 @@ class Trainer:
             if self.val_loader is not None:
                 record.update(self.validate(epoch))
             self.history.append(record)
+            if self.writer:
+                for key, value in record.items():
+                    if key != "epoch":
+                        self.writer.add_scalar(f"epoch/{key}", value, epoch)
+                self.writer.flush()
             if self.dist.is_main:
                 log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                          for k, v in record.items()))
@@ -250,6 +260,8 @@ class Trainer:
                     if self.val_loader is None:
                         self._save_best("n", {}, epoch)
                     atomic_torch_save(self._state(epoch), self.last_path)
+        if self.writer:
+            self.writer.close()
         if self.dist.is_main and self.history:
             curves_plot(self.history, self.opts.output_dir / f"{self.cfg['name']}_{self.opts.test_set}_curves.png")
             atomic_write_text(self.opts.output_dir / f"{self.cfg['name']}_{self.opts.test_set}_history.json",
@@ -293,7 +305,12 @@ class Trainer:
                 self.ema.update(bare(self.model))
             total += float(loss.detach()) * len(label)
             count += len(label)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            lr = self.scheduler.get_last_lr()[0]
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}")
+            if self.writer:
+                step = self.scheduler.last_epoch
+                self.writer.add_scalar("train/loss", float(loss.detach()), step)
+                self.writer.add_scalar("train/lr", lr, step)
         losses = {"train_loss": total / max(count, 1)}
         if contrastive:
             losses["train_contrastive_loss"] = contrastive / max(count, 1)

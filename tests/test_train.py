@@ -80,3 +80,14 @@ def test_frozen_backbone_trains_only_the_head(data: Path, tmp_path: Path) -> Non
     groups = state["optimizer"]["param_groups"]
     n_params = sum(len(g["params"]) for g in groups)
     assert n_params == 4  # head: 2 Linear layers (weight + bias)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_and_tensorboard(data: Path, tmp_path: Path, amp: str) -> None:
+    cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, ema=False, amp=amp, tensorboard=True))
+    run(cfg, tmp_path / "out")
+    state = torch.load(tmp_path / "out" / "tiny_val-ltest_last.pth", weights_only=False)
+    record = state["history"][0]
+    assert all(torch.isfinite(torch.tensor(v)) for k, v in record.items() if k != "epoch")
+    events = list((tmp_path / "out" / "log" / "tensorboard" / "tiny").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
