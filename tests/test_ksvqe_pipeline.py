@@ -36,3 +36,24 @@ def test_ksvqe_trains_and_scores_with_multiple_clips(tmp_path: Path, caplog) -> 
     with open(tmp_path / "p.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert [r[0] for r in rows] == ["filename", "v0.mp4", "v2.mp4"]
+
+
+@pytest.mark.slow
+def test_ksvqe_trains_under_ddp(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    data = make_tiny_dataset(tmp_path / "data", n=4, frames=24, features=False)
+    cfg_path = tmp_path / "ksvqe.yml"
+    cfg_path.write_text(yaml.safe_dump(ksvqe_config(data, batch_size=1)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29518",
+         str(root / "train_ddp.py"), "-o", str(cfg_path), "-r", str(tmp_path / "out"), "--log_dir",
+         str(tmp_path / "log"), "--no_progress"],
+        cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(tmp_path / "out" / "tinyKSVQE_val-ltest_last.pth", weights_only=False)
+    assert state["history"][0]["train_contrastive_loss"] > 0
+    assert (tmp_path / "out" / "tinyKSVQE_head_val-ltest_n_finetuned.pth").is_file()

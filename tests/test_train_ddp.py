@@ -16,7 +16,11 @@ from tests.media import make_tiny_dataset, simplevqa_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ddp_two_processes_match_single_process_metrics(tmp_path: Path, capsys) -> None:
+LAUNCHERS = {"torchrun": ["torch.distributed.run"], "launch": ["torch.distributed.launch", "--use_env"]}
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+def test_ddp_two_processes_match_single_process_metrics(tmp_path: Path, capsys, launcher: str) -> None:
     data = make_tiny_dataset(tmp_path / "data")
     lines = (data / "val.csv").read_text().splitlines()
     (data / "val5.csv").write_text("\n".join(lines[:6]) + "\n")  # header + 5 videos: uneven shards
@@ -27,7 +31,7 @@ def test_ddp_two_processes_match_single_process_metrics(tmp_path: Path, capsys) 
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+        [sys.executable, "-m", *LAUNCHERS[launcher], "--nproc_per_node=2", "--master_port=29517",
          str(ROOT / "train_ddp.py"), "-o", str(cfg_path), "-r", str(out), "--log_dir", str(tmp_path / "log"),
          "--gpu_id", "cpu", "--no_progress"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
