@@ -52,7 +52,11 @@ def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+        from kvq.weights import WEIGHTS
+
+        known = [r for r in WEIGHTS.values() if path.name in (r.filename, *r.alt_filenames)]
+        hint = f"; it is {known[0].notes}, from {known[0].url}" if known else ""
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist{hint}")
     obj = torch.load(path, map_location="cpu", weights_only=False)
     return extract_state_dict(obj)
 
