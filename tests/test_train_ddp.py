@@ -16,11 +16,16 @@ from tests.media import make_tiny_dataset, simplevqa_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-LAUNCHERS = {"torchrun": ["torch.distributed.run"], "launch": ["torch.distributed.launch", "--use_env"]}
+LAUNCHES = {  # each: the launcher command lines started together (two processes in all)
+    "torchrun": [["torch.distributed.run", "--nproc_per_node=2", "--master_port=29517"]],
+    "launch": [["torch.distributed.launch", "--use_env", "--nproc_per_node=2", "--master_port=29517"]],
+    "two_nodes": [["torch.distributed.run", "--nnodes=2", f"--node_rank={r}", "--nproc_per_node=1",
+                   "--master_addr=127.0.0.1", "--master_port=29519"] for r in (0, 1)],
+}
 
 
-@pytest.mark.parametrize("launcher", list(LAUNCHERS))
-def test_ddp_two_processes_match_single_process_metrics(tmp_path: Path, capsys, launcher: str) -> None:
+@pytest.mark.parametrize("launch", list(LAUNCHES))
+def test_ddp_two_processes_match_single_process_metrics(tmp_path: Path, capsys, launch: str) -> None:
     data = make_tiny_dataset(tmp_path / "data")
     lines = (data / "val.csv").read_text().splitlines()
     (data / "val5.csv").write_text("\n".join(lines[:6]) + "\n")  # header + 5 videos: uneven shards
@@ -30,12 +35,13 @@ def test_ddp_two_processes_match_single_process_metrics(tmp_path: Path, capsys, 
     cfg_path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", *LAUNCHERS[launcher], "--nproc_per_node=2", "--master_port=29517",
-         str(ROOT / "train_ddp.py"), "-o", str(cfg_path), "-r", str(out), "--log_dir", str(tmp_path / "log"),
-         "--gpu_id", "cpu", "--no_progress"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    args = [str(ROOT / "train_ddp.py"), "-o", str(cfg_path), "-r", str(out), "--log_dir", str(tmp_path / "log"),
+            "--gpu_id", "cpu", "--no_progress"]
+    procs = [subprocess.Popen([sys.executable, "-m", *launcher, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for launcher in LAUNCHES[launch]]
+    for proc in procs:
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-3000:]
     assert len(list((tmp_path / "log").glob("*.log"))) == 1  # rank 0 only
     ckpt = out / "tiny_head_val-ltest_n_finetuned.pth"
     saved = torch.load(ckpt, weights_only=False)["validation_results"]
