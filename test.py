@@ -1,6 +1,7 @@
 """Score the videos of an annotation file with a trained checkpoint; write `filename,score`.
 
     python test.py -o config/kwai_simpleVQA_test.yml [--gpu_id 0] [--output prediction.csv]
+    python test.py -o config/Kwai_KSVQE_test.yml --videos clips/ more/*.mp4 --output scores.csv
 
 The CSV has a header and one row per video of the annotation file, in its order (a Codalab
 submission). When the annotation file has labels, SROCC/PLCC/KROCC/RMSE are printed too.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from typing import Sequence
 
 from torch.utils.data import DataLoader
@@ -18,7 +20,9 @@ from datasets import build_dataset, collate
 from kvq.cli import add_config_args, load, run_main
 from kvq.device import select_devices
 from kvq.evaluate import predict
-from kvq.inference import checkpoint_for_test, load_model, write_predictions
+from kvq.inference import (checkpoint_for_test, expand_videos, load_model, video_records, write_errors,
+                           write_predictions)
+from kvq.registry import DATASETS
 from kvq.metrics import correlation_metrics
 from kvq.plots import scatter_plot
 
@@ -33,6 +37,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="data split of the config to score (default: test if the config has one, else val)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: test_load_path, else load_path)")
     p.add_argument("--output", default="prediction.csv", help="CSV to write (filename,score)")
+    p.add_argument("--videos", nargs="+", default=None, metavar="PATH_OR_GLOB",
+                   help="score these files / folders / glob patterns instead of the annotation file; videos "
+                        "that cannot be decoded go to --errors and the exit status is 3")
+    p.add_argument("--errors", default=None, help="with --videos: CSV of failed videos (default <output>.errors.csv)")
     p.add_argument("--plot", default=None, help="PNG scatter of predictions vs MOS (labeled sets only)")
     p.add_argument("--num_workers", type=int, default=None, help="data-loader workers (default: the config's)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -51,13 +59,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("data.%s.args.phase is 'train': scoring with phase 'test' (deterministic)", split)
         spec = {**spec, "args": {**spec["args"], "phase": "test"}}
     device, _ = select_devices(args.gpu_id)
-    dataset = build_dataset(spec)
+    errors: list[tuple[str, str]] | None = None
+    if args.videos:
+        records = video_records(expand_videos(args.videos))
+        dataset = DATASETS.get(spec["type"])(spec["args"], records=records)
+        dataset.skip_bad_videos = True
+        errors = []
+    else:
+        dataset = build_dataset(spec)
     model = load_model(cfg, checkpoint_for_test(cfg, args.checkpoint), device)
     loader = DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=collate,
                         num_workers=cfg["num_workers"] if args.num_workers is None else args.num_workers)
-    preds = predict(model, loader, device, cfg["amp"], desc="score", progress=not args.no_progress)
+    preds = predict(model, loader, device, cfg["amp"], desc="score", progress=not args.no_progress, errors=errors)
     out = write_predictions(args.output, preds.names, preds.scores)
     log.info("wrote %d predictions to %s", len(preds.names), out)
+    if errors:
+        err_file = write_errors(args.errors or f"{args.output}.errors.csv", errors)
+        print(f"{len(errors)} of {len(errors) + len(preds.names)} videos could not be scored; see {err_file}",
+              file=sys.stderr)
+        return 3
     if preds.has_labels and len(preds.scores) >= 3:
         metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
         print(" ".join(f"{k} {metrics[k]:.4f}" for k in ("SROCC", "PLCC", "KROCC", "RMSE")))

@@ -91,7 +91,7 @@ class VideoQualityDataset(Dataset):
         try:
             return self.make_sample(record)
         except VideoDecodeError as e:
-            if self.train and self.skip_bad_videos:
+            if self.skip_bad_videos:
                 log.warning("skipping undecodable video: %s", e)
                 return {"bad_video": record.path, "error": str(e)}
             raise
@@ -154,9 +154,9 @@ class SimpleVQADataset(VideoQualityDataset):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """default_collate that drops samples marked bad (training with skip_bad_videos) and
-    lists them under 'bad_videos'."""
-    bad = [s["bad_video"] for s in samples if "bad_video" in s]
+    """default_collate that drops samples marked bad (datasets with skip_bad_videos) and lists
+    them under 'bad_videos' as (path, error) pairs."""
+    bad = [(s["bad_video"], s["error"]) for s in samples if "bad_video" in s]
     good = [s for s in samples if "bad_video" not in s]
     batch: dict[str, Any] = torch.utils.data.default_collate(good) if good else {}
     batch["bad_videos"] = bad

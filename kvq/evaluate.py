@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 import torch
@@ -64,13 +64,20 @@ class Predictions:
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: Iterable[Mapping[str, Any]], device: torch.device, amp: str = "off",
-            desc: str = "predict", progress: bool = True) -> Predictions:
-    """Mean score per video, in loader order. `model` is put in eval mode."""
+            desc: str = "predict", progress: bool = True, errors: Optional[list] = None) -> Predictions:
+    """Mean score per video, in loader order. `model` is put in eval mode.
+
+    Videos the dataset marked undecodable (skip_bad_videos) are appended to `errors` as
+    (path, message); without an `errors` list they are an error."""
     model.eval()
     out = Predictions()
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
         if batch.get("bad_videos"):
-            raise RuntimeError(f"undecodable videos during evaluation: {batch['bad_videos']}")
+            if errors is None:
+                raise RuntimeError(f"undecodable videos during evaluation: {batch['bad_videos']}")
+            errors += batch["bad_videos"]
+        if "video_name" not in batch:
+            continue
         n = clips_per_video(batch)
         inputs = to_device(split_clips(batch, n) if n > 1 else batch, device)
         with autocast(device, amp):

@@ -280,7 +280,7 @@ class Trainer:
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}", disable=not (self.opts.progress and self.dist.is_main),
                    dynamic_ncols=True)
         for batch in bar:
-            bad += batch.pop("bad_videos")
+            bad += [f"{path}: {error}" for path, error in batch.pop("bad_videos")]
             if "label" not in batch:
                 continue
             n = clips_per_video(batch)

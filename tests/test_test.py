@@ -52,3 +52,35 @@ def test_no_checkpoint_is_a_clear_error(trained, tmp_path: Path) -> None:
     cfg, _ = trained
     with pytest.raises(FileNotFoundError, match="no checkpoint to score with"):
         test_script.main(["-o", str(cfg), "--output", str(tmp_path / "p.csv")])
+
+
+def test_score_any_video_lists_undecodable_ones(tmp_path: Path, capsys) -> None:
+    """--videos with a FAST-VQA model: good files scored, a broken one listed, exit status 3."""
+    import torch
+
+    from models import VQANetwork
+    from tests.media import make_video
+
+    clips = tmp_path / "clips"
+    make_video(clips / "a.mp4", size="64x96", frames=12)
+    make_video(clips / "sub" / "b.mov", size="96x64", frames=12, source="mandelbrot")
+    (clips / "broken.mp4").write_bytes(b"not a video")
+    (clips / "notes.txt").write_text("ignored: not a video extension")
+    view = {"fragments_h": 7, "fragments_w": 7, "fsize_h": 32, "fsize_w": 32, "aligned": 8, "clip_len": 8,
+            "frame_interval": 1, "num_clips": 1}
+    model_args = {"swin_tiny_grpb": {"backbone": {"pretrained": False}, "head": {}}}
+    cfg = {"name": "fast", "num_workers": 0, "model": {"type": "swin_tiny_grpb", "args": model_args},
+           "data": {"test": {"type": "ViewDecompositionDataset_KVQ",
+                             "args": {"anno_file": "unused.csv", "sample_types": {"technical": view}}}}}
+    cfg_path = tmp_path / "c.yml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    ckpt = tmp_path / "m.pth"
+    torch.save({"state_dict": VQANetwork(model_args).state_dict()}, ckpt)
+    out = tmp_path / "scores.csv"
+    status = test_script.main(["-o", str(cfg_path), "--checkpoint", str(ckpt), "--videos", str(clips),
+                               "--output", str(out), "--gpu_id", "cpu", "--no_progress"])
+    assert status == 3
+    assert [r[0] for r in read_csv(out)] == ["filename", str(clips / "a.mp4"), str(clips / "sub" / "b.mov")]
+    errors = read_csv(Path(f"{out}.errors.csv"))
+    assert errors[0] == ["filename", "error"] and errors[1][0] == str(clips / "broken.mp4")
+    assert "could not be scored" in capsys.readouterr().err
