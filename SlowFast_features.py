@@ -17,7 +17,8 @@ from typing import Sequence
 from datasets.annotations import read_annotations
 from kvq.cli import run_main
 from kvq.device import select_devices
-from kvq.slowfast_features import extract_features, load_extractor
+from kvq.slowfast_features import extract_features
+from models.slowfast import SlowFastExtractor
 
 log = logging.getLogger("SlowFast_features")
 
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device, _ = select_devices(args.gpu_ids.split(",")[0] if args.gpu_ids else None)
     if args.no_pretrained:
         log.warning("--no_pretrained: using a randomly initialised SlowFast network")
-    model = load_extractor(not args.no_pretrained, args.weights)
+    model = SlowFastExtractor(pretrained=not args.no_pretrained, pretrained_path=args.weights)
     out = Path(args.feature_save_folder) / args.database
     errors = extract_features([(r.video_name, r.path) for r in records], out, model, device, args.resize,
                               args.batch_clips, args.num_workers, progress=not args.no_progress)

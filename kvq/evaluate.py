@@ -42,8 +42,17 @@ def split_clips(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
     return out
 
 
-def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+def clip_inputs(batch: Mapping[str, Any], device: torch.device) -> tuple[dict[str, torch.Tensor], int]:
+    """The batch's tensors on `device`, multi-clip videos split into one item per clip
+    ([B, C, n*T, H, W] -> [B*n, C, T, H, W]); returns (inputs, n clips per video)."""
+    n = clips_per_video(batch)
+    batch = split_clips(batch, n) if n > 1 else batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}, n
+
+
+def video_scores(score: torch.Tensor, n: int) -> torch.Tensor:
+    """Per-clip scores [B*n, 1] -> per-video mean [B, 1]."""
+    return score.float().view(-1, n).mean(dim=1, keepdim=True)
 
 
 @dataclass
@@ -78,10 +87,9 @@ def predict(model: nn.Module, loader: Iterable[Mapping[str, Any]], device: torch
             errors += batch["bad_videos"]
         if "video_name" not in batch:
             continue
-        n = clips_per_video(batch)
-        inputs = to_device(split_clips(batch, n) if n > 1 else batch, device)
+        inputs, n = clip_inputs(batch, device)
         with autocast(device, amp):
-            scores = model(inputs)["score"].float().view(-1, n).mean(dim=1)
+            scores = video_scores(model(inputs)["score"], n).view(-1)
         out.names += list(batch["video_name"])
         out.scores += scores.cpu().tolist()
         out.labels += [float(x) for x in batch["label"]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -147,6 +147,3 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
         log.error("no features for %s: %s", name, error)
     return errors
 
-
-def load_extractor(pretrained: bool, path: Optional[str]) -> SlowFastExtractor:
-    return SlowFastExtractor(pretrained=pretrained, pretrained_path=path)

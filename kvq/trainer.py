@@ -28,7 +28,7 @@ from datasets import build_dataset, collate
 from kvq.checkpoint import load_into, read_checkpoint
 from kvq.device import autocast
 from kvq.ema import ModelEMA
-from kvq.evaluate import Predictions, clips_per_video, predict, split_clips, to_device
+from kvq.evaluate import Predictions, clip_inputs, predict, video_scores
 from kvq.io import atomic_torch_save, atomic_write_text
 from kvq.losses import plcc_loss, rank_loss
 from kvq.metrics import correlation_metrics
@@ -103,11 +103,6 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 def bare(model: nn.Module) -> nn.Module:
     """The model inside a DataParallel/DDP wrapper."""
     return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
-
-
-def model_inputs(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Only the tensors of a batch (what the network reads; safe to scatter with DataParallel)."""
-    return {k: v for k, v in batch.items() if torch.is_tensor(v)}
 
 
 def environment_summary(device: torch.device) -> str:
@@ -283,12 +278,11 @@ class Trainer:
             bad += [f"{path}: {error}" for path, error in batch.pop("bad_videos")]
             if "label" not in batch:
                 continue
-            n = clips_per_video(batch)
-            inputs = to_device(model_inputs(split_clips(batch, n) if n > 1 else batch), self.device)
+            inputs, n = clip_inputs(batch, self.device)
             label = batch["label"].float().to(self.device)[:, None]
             with autocast(self.device, self.cfg["amp"]):
                 out = self.model(inputs)
-            pred = out["score"].float().view(-1, n).mean(dim=1, keepdim=True)
+            pred = video_scores(out["score"], n)
             loss = weights["plcc"] * plcc_loss(pred, label)
             if weights["rank"]:
                 loss = loss + weights["rank"] * rank_loss(pred, label)
