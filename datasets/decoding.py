@@ -1,7 +1,9 @@
 """Video decoding: decord first, PyAV as the fallback. Always RGB uint8 [T, H, W, 3].
 
-Only the requested frames are returned, each decoded once. Every failure is a
-`VideoDecodeError` that names the file; nothing is padded with zeros or silently dropped.
+Each distinct requested frame is decoded and stored once (`read_unique`: the distinct frames plus
+an index that maps requests to them, so overlapping clips cost no full-resolution copies); decord's
+output buffer is handed over without a copy. Every failure is a `VideoDecodeError` that names the
+file; nothing is padded with zeros or silently dropped.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from torch.utils.dlpack import from_dlpack
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,25 @@ def _check_file(path: str) -> None:
         raise VideoDecodeError(f"{path}: the file is empty (0 bytes)")
 
 
-class DecordReader:
+def unique_frames(indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """indices [T] -> (distinct frame numbers, sorted [U]; inverse [T]) with unique[inverse] == indices."""
+    unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
+    return unique, inverse.reshape(-1)
+
+
+class _Reader:
+    """`read` for readers that implement `read_unique(sorted distinct frame numbers)`."""
+
+    def read_unique(self, unique: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        """Frames `indices` [T] in that order (duplicates repeated): uint8 [T, H, W, 3]."""
+        unique, inverse = unique_frames(indices)
+        return self.read_unique(unique)[inverse]
+
+
+class DecordReader(_Reader):
     """decord.VideoReader wrapper (frame-accurate seeking, RGB)."""
 
     name = "decord"
@@ -46,17 +67,16 @@ class DecordReader:
     def fps(self) -> float:
         return float(self._vr.get_avg_fps() or 0.0)
 
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        unique = sorted(set(int(i) for i in indices))
+    def read_unique(self, unique: np.ndarray) -> np.ndarray:
+        """Sorted distinct frames -> uint8 [U, H, W, 3] (decord's buffer, not copied)."""
         try:
-            frames = self._vr.get_batch(unique).asnumpy()
+            batch = self._vr.get_batch([int(i) for i in unique])
         except Exception as e:
-            raise VideoDecodeError(f"{self.path}: decord failed to decode frames {unique[:8]}...: {e}") from e
-        lookup = {idx: k for k, idx in enumerate(unique)}
-        return frames[[lookup[int(i)] for i in indices]]
+            raise VideoDecodeError(f"{self.path}: decord failed to decode frames {list(unique[:8])}...: {e}") from e
+        return from_dlpack(batch.to_dlpack()).numpy()
 
 
-class PyAVReader:
+class PyAVReader(_Reader):
     """PyAV reader: counts frames by demuxing, then decodes once, keeping requested frames."""
 
     name = "pyav"
@@ -82,10 +102,11 @@ class PyAVReader:
     def fps(self) -> float:
         return self._fps
 
-    def read(self, indices: Sequence[int]) -> np.ndarray:
+    def read_unique(self, unique: np.ndarray) -> np.ndarray:
+        """Sorted distinct frames -> uint8 [U, H, W, 3]; one decoding pass up to the last one."""
         import av
 
-        wanted = set(int(i) for i in indices)
+        wanted = set(int(i) for i in unique)
         last = max(wanted)
         got: dict[int, np.ndarray] = {}
         try:
@@ -101,7 +122,7 @@ class PyAVReader:
         if missing:
             raise VideoDecodeError(f"{self.path}: truncated or corrupt: frames {missing[:8]} of "
                                    f"{self.num_frames} could not be decoded")
-        return np.stack([got[int(i)] for i in indices])
+        return np.stack([got[int(i)] for i in unique])
 
 
 READERS = {"decord": DecordReader, "pyav": PyAVReader}
@@ -110,7 +131,8 @@ READERS = {"decord": DecordReader, "pyav": PyAVReader}
 class VideoReader:
     """The primary reader, switching to the other one when opening or decoding fails.
 
-    num_frames, fps() and read(indices) -> uint8 [T, H, W, 3] RGB.
+    num_frames, fps(), read_unique(indices) -> (distinct frames uint8 [U, H, W, 3] RGB, inverse [T]),
+    read(indices) -> uint8 [T, H, W, 3] RGB.
     """
 
     def __init__(self, path: str, primary: str = "decord") -> None:
@@ -135,13 +157,20 @@ class VideoReader:
         return self._reader.fps()
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
+        frames, inverse = self.read_unique(indices)
+        return frames[inverse]
+
+    def read_unique(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Decode each distinct frame of `indices` [T] once: (frames [U, H, W, 3] in frame order,
+        inverse [T]); frames[inverse] are the requested frames."""
         while True:
             if self._reader.num_frames != self.num_frames:
                 log.warning("%s: %s counts %d frames, not %d; indices past the end use the last frame",
                             self.path, self._reader.name, self._reader.num_frames, self.num_frames)
                 indices = np.minimum(np.asarray(indices), self._reader.num_frames - 1)
+            unique, inverse = unique_frames(indices)
             try:
-                return self._reader.read(indices)
+                return self._reader.read_unique(unique), inverse
             except VideoDecodeError as e:
                 self._errors.append(str(e))
                 log.debug("%s", e)
@@ -150,10 +179,11 @@ class VideoReader:
 
 def read_frames(path: str, indices_fn: Callable[[int], np.ndarray], primary: str = "decord"
                 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Decode the frames that `indices_fn(num_frames)` asks for, each once.
+    """Decode the frames that `indices_fn(num_frames)` asks for, each distinct frame once.
 
-    Returns (frames uint8 [T, H, W, 3] RGB, indices int [T], num_frames).
+    Returns (frames uint8 [U, H, W, 3] RGB, the distinct frames in frame order; inverse int [T]:
+    requested frame t is frames[inverse[t]]; num_frames).
     """
     reader = VideoReader(path, primary)
-    indices = np.asarray(indices_fn(reader.num_frames))
-    return reader.read(indices), indices, reader.num_frames
+    frames, inverse = reader.read_unique(np.asarray(indices_fn(reader.num_frames)))
+    return frames, inverse, reader.num_frames

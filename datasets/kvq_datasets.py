@@ -58,9 +58,10 @@ class VideoQualityDataset(Dataset):
         return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 
     def decode_views(self, record: VideoRecord, rng: Optional[np.random.Generator]
-                     ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], tuple[int, int, int]]:
-        """Decode each needed frame once; return uint8 clips [3,T,H,W] per view, the frame
-        indices per view and the original (T, H, W)."""
+                     ) -> tuple[torch.Tensor, dict[str, np.ndarray], dict[str, np.ndarray], tuple[int, int, int]]:
+        """Decode each distinct needed frame once. Returns (uint8 video [3,U,H,W] of the distinct
+        frames, per view the index [T] of its clip's frames in that video, per view the frame
+        numbers [T], the original (T, H, W))."""
         per_view: dict[str, np.ndarray] = {}
 
         def indices_fn(num_frames: int) -> np.ndarray:
@@ -68,13 +69,13 @@ class VideoQualityDataset(Dataset):
                 per_view[name] = sampler(num_frames, self.train, rng)
             return np.concatenate(list(per_view.values()))
 
-        frames, _, num_frames = read_frames(record.path, indices_fn, self.decoder)
-        video = torch.from_numpy(frames).permute(3, 0, 1, 2)  # [3, T_all, H, W] uint8 (a view)
-        clips, start = {}, 0
+        frames, inverse, num_frames = read_frames(record.path, indices_fn, self.decoder)
+        video = torch.from_numpy(frames).permute(3, 0, 1, 2)  # [3, U, H, W] uint8 (a view, no copy)
+        index, start = {}, 0
         for name, inds in per_view.items():
-            clips[name] = video[:, start:start + len(inds)]
+            index[name] = inverse[start:start + len(inds)]
             start += len(inds)
-        return clips, per_view, (num_frames, frames.shape[1], frames.shape[2])
+        return video, index, per_view, (num_frames, frames.shape[1], frames.shape[2])
 
     def common_fields(self, record: VideoRecord, frame_inds: dict[str, np.ndarray]) -> dict[str, Any]:
         return {
@@ -111,14 +112,13 @@ class KSVQEDataset(VideoQualityDataset):
 
     def make_sample(self, record: VideoRecord) -> dict[str, Any]:
         rng = self._rng()
-        clips, frame_inds, shape = self.decode_views(record, rng)
+        video, index, frame_inds, shape = self.decode_views(record, rng)
         sample: dict[str, Any] = {}
-        for name, clip in clips.items():
-            opts = self.sample_types[name]
-            sample[name] = TECHNICAL(apply_view(name, clip, opts, self.train, rng))
+        for name, opts in self.sample_types.items():
+            sample[name] = TECHNICAL(apply_view(name, video, opts, self.train, rng, index[name]))
             if name.startswith("technical"):
                 sample["fragment"] = sample[name]
-                sample["resize_video"] = CLIP(resized_view(clip, opts["size_h"], opts["size_w"]))
+                sample["resize_video"] = CLIP(resized_view(video, opts["size_h"], opts["size_w"], index[name]))
         sample.update(self.common_fields(record, frame_inds))
         sample["dis_label"] = record.dis_label
         sample["original_shape"] = torch.tensor(shape)
@@ -145,9 +145,9 @@ class SimpleVQADataset(VideoQualityDataset):
         if "simpleVQA" in self.sample_types:
             n = self.sample_types["simpleVQA"]["clip_len"]
             sample["feat"] = load_clip_features(self.feature_root, record.video_name, self.feature_type, n)
-        clips, frame_inds, _ = self.decode_views(record, rng)
-        for name, clip in clips.items():
-            view = apply_view(name, clip, self.sample_types[name], self.train, rng)
+        video, index, frame_inds, _ = self.decode_views(record, rng)
+        for name, opts in self.sample_types.items():
+            view = apply_view(name, video, opts, self.train, rng, index[name])
             sample[name] = self.normalize(view) if name.startswith("simpleVQA") else TECHNICAL(view)
         sample.update(self.common_fields(record, frame_inds))
         return sample

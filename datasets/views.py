@@ -1,5 +1,10 @@
 """Spatial views of a sampled clip. Input and output: uint8 [C, T, H, W] tensors.
 
+Every view takes an optional `frame_index` [T]: frame t of the clip is video[:, frame_index[t]].
+The dataset decodes each distinct frame once and passes that index, so clips that share frames
+(overlapping segments, several views) cost no full-resolution copies; without it the clip is
+`video` itself.
+
 - technical: FAST-VQA fragments (grid of mini-patches), vectorised gather
 - aesthetic: resize (squash) to size_h x size_w (KSVQE's 112x112 CLIP view)
 - simpleVQA: squash-resize to resize x resize, then a random (train) / centre (test) crop
@@ -42,16 +47,27 @@ def fragment_offsets(cell: int, fsize: int, shape: tuple, train: bool, rng: Opti
     return np.full(shape, (cell - fsize) // 2, dtype=np.int64)
 
 
+def clip_frames(video: torch.Tensor, frame_index: Optional[np.ndarray]) -> torch.Tensor:
+    """Frame numbers of the clip in `video` [C,U,H,W]: int64 [T]."""
+    if frame_index is None:
+        return torch.arange(video.shape[1])
+    return torch.from_numpy(np.asarray(frame_index, dtype=np.int64)).reshape(-1)
+
+
 def spatial_fragments(video: torch.Tensor, fragments_h: int = 9, fragments_w: int = 9, fsize_h: int = 32,
                       fsize_w: int = 32, aligned: int = 8, train: bool = False,
-                      rng: Optional[np.random.Generator] = None, **_: object) -> torch.Tensor:
-    """FAST-VQA fragments: uint8 [C,T,H,W] -> uint8 [C,T,fragments_h*fsize_h,fragments_w*fsize_w].
+                      rng: Optional[np.random.Generator] = None, frame_index: Optional[np.ndarray] = None,
+                      **_: object) -> torch.Tensor:
+    """FAST-VQA fragments: uint8 [C,U,H,W] -> uint8 [C,T,fragments_h*fsize_h,fragments_w*fsize_w].
 
     Mini-patch (i, j) comes from grid cell (i, j) (origin min(H//fragments_h*i, H-fsize_h)) at an
-    offset shared by each block of `aligned` frames.
+    offset shared by each block of `aligned` frames of the clip. One gather, straight from the
+    decoded frames.
     """
     video = upscale_to_cover(video, fragments_h * fsize_h, fragments_w * fsize_w)
-    c, t, h, w = video.shape
+    frames = clip_frames(video, frame_index)
+    c, _, h, w = video.shape
+    t = len(frames)
     aligned = 1 if t == 1 else aligned
     blocks = math.ceil(t / aligned)
     hgrid = np.minimum((h // fragments_h) * np.arange(fragments_h), h - fsize_h)
@@ -62,25 +78,34 @@ def spatial_fragments(video: torch.Tensor, fragments_h: int = 9, fragments_w: in
     # rows[t, i, j, a] and cols[t, i, j, b] of the source pixels
     rows = (hgrid[None, :, None] + rnd_h[:, :, block_of_t].transpose(2, 0, 1))[..., None] + np.arange(fsize_h)
     cols = (wgrid[None, None, :] + rnd_w[:, :, block_of_t].transpose(2, 0, 1))[..., None] + np.arange(fsize_w)
-    t_idx = torch.arange(t).view(t, 1, 1, 1, 1)
+    t_idx = frames.view(t, 1, 1, 1, 1)
     r_idx = torch.from_numpy(rows).view(t, fragments_h, fragments_w, fsize_h, 1)
     c_idx = torch.from_numpy(cols).view(t, fragments_h, fragments_w, 1, fsize_w)
     out = video[:, t_idx, r_idx, c_idx]  # [C, T, fh, fw, fsize_h, fsize_w]
     return out.permute(0, 1, 2, 4, 3, 5).reshape(c, t, fragments_h * fsize_h, fragments_w * fsize_w)
 
 
-def resized_view(video: torch.Tensor, size_h: int = 224, size_w: int = 224, **_: object) -> torch.Tensor:
-    """Squash-resize uint8 [C,T,H,W] -> [C,T,size_h,size_w] (bilinear, antialiased)."""
-    return TF.resize(video.transpose(0, 1), [size_h, size_w], antialias=True).transpose(0, 1)
+def resized_view(video: torch.Tensor, size_h: int = 224, size_w: int = 224,
+                 frame_index: Optional[np.ndarray] = None, **_: object) -> torch.Tensor:
+    """Squash-resize uint8 [C,U,H,W] -> [C,T,size_h,size_w] (bilinear, antialiased, on uint8).
+
+    Each distinct frame of the clip is resized once; the small result is then indexed."""
+    frames = clip_frames(video, frame_index)
+    used, inverse = torch.unique(frames, return_inverse=True)
+    if len(used) < video.shape[1]:
+        video = video[:, used]  # only the frames this clip uses
+    out = TF.resize(video.transpose(0, 1), [size_h, size_w], antialias=True).transpose(0, 1)
+    return out if torch.equal(inverse, torch.arange(out.shape[1])) else out[:, inverse]
 
 
 def resize_crop_view(video: torch.Tensor, resize: int = 520, crop: int = 448, train: bool = False,
-                     rng: Optional[np.random.Generator] = None, **_: object) -> torch.Tensor:
+                     rng: Optional[np.random.Generator] = None, frame_index: Optional[np.ndarray] = None,
+                     **_: object) -> torch.Tensor:
     """SimpleVQA: squash-resize to resize x resize, crop crop x crop (random in training as the
     seed, U{0..resize-crop-1}; centre at test)."""
     if crop > resize:
         raise ValueError(f"simpleVQA view: crop {crop} is larger than resize {resize}")
-    video = resized_view(video, resize, resize)
+    video = resized_view(video, resize, resize, frame_index)
     if train and resize > crop:
         top, left = (int(v) for v in rng.integers(0, resize - crop, size=2))
     else:
@@ -104,5 +129,6 @@ def view_function(view_name: str) -> Callable[..., torch.Tensor]:
 
 
 def apply_view(view_name: str, video: torch.Tensor, opts: Mapping, train: bool,
-               rng: Optional[np.random.Generator]) -> torch.Tensor:
-    return view_function(view_name)(video, train=train, rng=rng, **opts)
+               rng: Optional[np.random.Generator], frame_index: Optional[np.ndarray] = None) -> torch.Tensor:
+    """The view `view_name` of the clip video[:, frame_index] (see the module docstring)."""
+    return view_function(view_name)(video, train=train, rng=rng, frame_index=frame_index, **opts)

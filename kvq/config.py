@@ -137,7 +137,11 @@ SCHEMA: dict[str, Opt] = {
     "split_seed": integer(42, "", deprecated="stored by the seed without effect; ignored"),
     "seed": integer(42, "seed for python/numpy/torch and data-loader workers"),
     "ddp": boolean(False, "the config is meant for train_ddp.py (informative)"),
-    "amp": string("off", "mixed precision: off | bf16 | fp16", choices=["off", "bf16", "fp16"], nullable=False),
+    "amp": string("off", "mixed precision (training, validation, test.py): off | bf16 | fp16; bf16 autocast "
+                  "is the fast inference path on CPUs with AVX512-BF16/AMX (see README: Benchmarks)",
+                  choices=["off", "bf16", "fp16"], nullable=False),
+    "channels_last": boolean(False, "convolution weights (and so activations) in channels-last memory format "
+                             "(training and test.py); faster convolutions, same values"),
     "freeze_backbone": boolean(False, "train only the heads: backbone weights frozen (BatchNorm statistics still adapt in training)"),
     "skip_bad_videos": boolean(False, "training only: skip undecodable videos, list them after the epoch"),
     "metrics_fit": string("linear", "PLCC/RMSE after a 'linear' rescale or a 'logistic' 4-parameter fit",

@@ -5,6 +5,7 @@ import logging
 from typing import Optional
 
 import torch
+from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +34,14 @@ def autocast(device: torch.device, amp: str):
     """torch.autocast for 'bf16' / 'fp16', a no-op context for 'off'."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Put every convolution weight in channels-last memory format, in place (4-D weights:
+    channels_last, 5-D: channels_last_3d); convolutions then run and return channels-last
+    activations, which oneDNN (CPU) and cuDNN (GPU) compute faster. Values are unchanged."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+            fmt = torch.channels_last if module.weight.dim() == 4 else torch.channels_last_3d
+            module.weight.data = module.weight.data.contiguous(memory_format=fmt)
+    return model

@@ -12,6 +12,7 @@ from torch import nn
 
 from datasets.annotations import VideoRecord
 from kvq.checkpoint import load_into, read_checkpoint
+from kvq.device import to_channels_last
 from kvq.io import atomic_open
 from models import create_model
 
@@ -28,10 +29,13 @@ def checkpoint_for_test(cfg: Mapping[str, Any], override: Optional[str] = None) 
 
 
 def load_model(cfg: Mapping[str, Any], checkpoint: str, device: torch.device) -> nn.Module:
-    """The config's network with the checkpoint's weights, in eval mode on `device`."""
+    """The config's network with the checkpoint's weights, in eval mode on `device` (channels-last
+    convolutions when the config says so)."""
     model = create_model(cfg)
     report = load_into(model, read_checkpoint(checkpoint))
     log.info("loaded %s: %s", checkpoint, report.summary())
+    if cfg["channels_last"]:
+        to_channels_last(model)
     return model.to(device).eval()
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from datasets import build_dataset, collate
 from kvq.checkpoint import load_into, read_checkpoint
-from kvq.device import autocast
+from kvq.device import autocast, to_channels_last
 from kvq.ema import ModelEMA
 from kvq.evaluate import Predictions, clip_inputs, predict, video_scores
 from kvq.io import atomic_torch_save, atomic_write_text
@@ -138,6 +138,8 @@ class Trainer:
         if cfg["freeze_backbone"]:
             for key in model.key_names:
                 model.backbone(key).requires_grad_(False)
+        if cfg["channels_last"]:
+            to_channels_last(model)
         model.to(device)
         self.ema = ModelEMA(model, cfg["ema_decay"]) if cfg["ema"] else None
         self.optimizer = build_optimizer(model, cfg["optimizer"])

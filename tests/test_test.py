@@ -84,3 +84,16 @@ def test_score_any_video_lists_undecodable_ones(tmp_path: Path, capsys) -> None:
     errors = read_csv(Path(f"{out}.errors.csv"))
     assert errors[0] == ["filename", "error"] and errors[1][0] == str(clips / "broken.mp4")
     assert "could not be scored" in capsys.readouterr().err
+
+
+def test_bf16_channels_last_scores_stay_close_to_fp32(trained, tmp_path: Path) -> None:
+    cfg, ckpt = trained
+    args = ["-o", str(cfg), "--checkpoint", str(ckpt), "--split", "val", "--no_progress"]
+    assert test_script.main(args + ["--output", str(tmp_path / "fp32.csv")]) == 0
+    assert test_script.main(args + ["--output", str(tmp_path / "bf16.csv"), "--set", "amp=bf16",
+                                    "--set", "channels_last=true"]) == 0
+    fp32, bf16 = read_csv(tmp_path / "fp32.csv")[1:], read_csv(tmp_path / "bf16.csv")[1:]
+    assert [r[0] for r in fp32] == [r[0] for r in bf16]
+    ref = [float(r[1]) for r in fp32]
+    scale = max(abs(s) for s in ref)
+    assert all(abs(float(b[1]) - s) <= 0.05 * scale for b, s in zip(bf16, ref))

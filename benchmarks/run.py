@@ -1,0 +1,489 @@
+#!/usr/bin/env python
+"""Speed and memory benchmarks: decoding, dataset views, SlowFast extraction, model forward, training.
+
+    python benchmarks/run.py                        # full run (tens of minutes on 2 CPU cores)
+    python benchmarks/run.py --quick                # tiny clips and sizes (about a minute; CI)
+    python benchmarks/run.py --videos DIR --only decode,views --json results.json
+
+Sections (--only, comma-separated):
+  decode    the decoder alone (datasets.decoding: decord, 1 thread) decoding exactly the distinct frames
+            each test view's sampler asks for = the decode bound of that view; and, for reference,
+            ffmpeg -benchmark decoding every frame (1 thread, no RGB conversion)
+  views     one test sample per video through the real Dataset classes: KSVQE (config/Kwai_KSVQE_test.yml:
+            3 clips x 32 frames, 9x9 fragments of 32 px, 112x112 resize view) and SimpleVQA
+            (config/kwai_simpleVQA_test.yml: 8 frames, 520 resize, 448 crop); ratio = bound / time
+            (1.0 = as fast as decoding alone); and the DataLoader with 2 workers
+  slowfast  SlowFast_features.py (random weights, --num_workers 0) on a 10 s and a 60 s clip: seconds
+            per video and per second of video, peak RSS of the process
+  forward   SimpleVQA and KSVQE (random weights) on those samples, fp32 and bf16 autocast with
+            channels-last convolutions: seconds per video (first video, best of 2 calls so that
+            one-time kernel set-up is not timed; 1 with --quick), max |score difference| over the videos
+  train     train.py with config/demo_simpleVQA.yml (data paths pointed at generated clips with
+            random SlowFast features) on 1 process, and train_ddp.py under torchrun with 2 gloo
+            processes: samples/s of the last epoch, scaling efficiency = DDP / (2 x 1 process)
+
+Clips are H.264 (libx264 veryfast, CRF 23, yuv420p, 30 fps; testsrc2 with temporal noise) made with
+imageio-ffmpeg's ffmpeg and cached under --work (default benchmarks/.cache, git-ignored). Times
+are wall-clock seconds, best of --repeat runs. Prints a table per section and writes a JSON
+summary (--json, default <work>/results.json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from imageio_ffmpeg import get_ffmpeg_exe  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from datasets import collate  # noqa: E402
+from datasets.annotations import VideoRecord  # noqa: E402
+from datasets.decoding import VideoReader  # noqa: E402
+from datasets.features import feature_path  # noqa: E402
+from kvq.config import Config, load_config  # noqa: E402
+from kvq.device import autocast, to_channels_last  # noqa: E402
+from kvq.evaluate import clip_inputs, video_scores  # noqa: E402
+from kvq.inference import expand_videos  # noqa: E402
+from kvq.io import atomic_write_text  # noqa: E402
+from kvq.registry import DATASETS  # noqa: E402
+from models import create_model  # noqa: E402
+
+SECTIONS = ("decode", "views", "slowfast", "forward", "train")
+FFMPEG = get_ffmpeg_exe()
+FPS = 30
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A generated clip: width x height (portrait), seconds at 30 fps."""
+
+    width: int
+    height: int
+    seconds: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.width}x{self.height}_{self.seconds:g}s.mp4"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run measures (full or --quick)."""
+
+    clips: tuple[Clip, ...]
+    slowfast_clips: tuple[Clip, ...]
+    ksvqe_overrides: tuple[str, ...] = ()
+    simplevqa_overrides: tuple[str, ...] = ()
+    train_videos: int = 48
+    val_videos: int = 4
+    train_clip: Clip = Clip(360, 640, 1.5)
+    train_epochs: int = 2
+    train_overrides: tuple[str, ...] = ()
+    loader_items: int = 6
+    forward_videos: int = 2
+    forward_repeat: int = 2
+    repeat: int = 3
+
+
+FULL = Plan(clips=(Clip(540, 960, 10), Clip(1080, 1920, 10)),
+            slowfast_clips=(Clip(540, 960, 10), Clip(540, 960, 60)))
+QUICK_VIEW = "data.test.args.sample_types"
+QUICK = Plan(
+    clips=(Clip(96, 160, 2), Clip(192, 320, 2)),
+    slowfast_clips=(Clip(96, 160, 1), Clip(96, 160, 2)),
+    ksvqe_overrides=(f"{QUICK_VIEW}.technical.clip_len=4", f"{QUICK_VIEW}.technical.num_clips=1"),
+    simplevqa_overrides=(f"{QUICK_VIEW}.simpleVQA.clip_len=4", f"{QUICK_VIEW}.simpleVQA.t_frag=4",
+                         f"{QUICK_VIEW}.simpleVQA.resize=72", f"{QUICK_VIEW}.simpleVQA.crop=64",
+                         f"{QUICK_VIEW}.simpleVQA.frame_interval=2"),
+    train_videos=8, val_videos=4, train_clip=Clip(96, 160, 1), train_epochs=1,
+    train_overrides=("num_workers=0",), loader_items=2, forward_videos=1, forward_repeat=1,
+    repeat=1)
+
+SOURCES = ("testsrc2", "smptehdbars", "rgbtestsrc", "mandelbrot", "testsrc", "life")
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def best_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    """(smallest wall time of `repeat` calls, the last result)."""
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def make_clip(clip: Clip, folder: Path, source: str = "testsrc2", seed: int = 0) -> Path:
+    """Encode `clip` (cached: an existing file is reused)."""
+    path = folder / (clip.name if (source, seed) == ("testsrc2", 0) else f"{source}_{seed}_{clip.name}")
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.mp4")
+    graph = f"{source}=size={clip.width}x{clip.height}:rate={FPS},noise=alls=12:allf=t+u:all_seed={seed}"
+    subprocess.run([FFMPEG, "-loglevel", "error", "-y", "-f", "lavfi", "-i", graph,
+                    "-frames:v", str(round(clip.seconds * FPS)), "-c:v", "libx264", "-preset", "veryfast",
+                    "-crf", "23", "-pix_fmt", "yuv420p", str(tmp)], check=True)
+    tmp.replace(path)
+    return path
+
+
+def ffmpeg_decode_seconds(path: Path) -> float:
+    """rtime of `ffmpeg -benchmark` decoding every frame with one thread (no output)."""
+    out = subprocess.run([FFMPEG, "-hide_banner", "-nostats", "-benchmark", "-threads", "1", "-i", str(path),
+                          "-map", "0:v:0", "-f", "null", "-"], capture_output=True, text=True, check=True).stderr
+    match = re.search(r"rtime=([\d.]+)s", out)
+    if not match:
+        raise RuntimeError(f"ffmpeg -benchmark printed no rtime for {path}:\n{out[-2000:]}")
+    return float(match.group(1))
+
+
+def video_info(path: Path) -> dict[str, Any]:
+    reader = VideoReader(str(path))
+    frame = reader.read([0])
+    return {"frames": reader.num_frames, "fps": reader.fps(), "seconds": reader.num_frames / (reader.fps() or FPS),
+            "width": frame.shape[2], "height": frame.shape[1]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_measured(cmd: Sequence[str], log_file: Path, env: Optional[dict] = None) -> tuple[float, int]:
+    """Run `cmd`; return (wall seconds, peak RSS in MiB of it and its waited-for children)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}); see {log_file}:\n"
+                           + log_file.read_text()[-3000:])
+    return seconds, usage.ru_maxrss // 1024  # ru_maxrss is in KiB on Linux
+
+
+def table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain-text table of `columns` of `rows` (floats with 3 significant digits)."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return "" if v is None else str(v)
+
+    body = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)]
+    lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
+
+
+# -- configs and datasets -------------------------------------------------------------------------
+def ksvqe_config(plan: Plan) -> Config:
+    return load_config(ROOT / "config" / "Kwai_KSVQE_test.yml",
+                       ["model.args.KSVQE.backbone.pretrained=false", *plan.ksvqe_overrides])
+
+
+def simplevqa_config(plan: Plan, feature_root: Path) -> Config:
+    return load_config(ROOT / "config" / "kwai_simpleVQA_test.yml",
+                       [f"data.test.args.data_prefix_3D={feature_root}", *plan.simplevqa_overrides])
+
+
+def write_random_features(root: Path, names: Sequence[str], clips: int = 8, seed: int = 0) -> None:
+    """Random SlowFast feature files (the layout of SlowFast_features.py) for `names`."""
+    rng = np.random.default_rng(seed)
+    for name in names:
+        for k in range(clips):
+            for pathway, dim in (("slow", 2048), ("fast", 256)):
+                path = feature_path(root, name, k, pathway)
+                if not path.is_file():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(path, rng.random((1, dim, 1, 1, 1), dtype=np.float32))
+
+
+def dataset_for(cfg: Config, videos: Sequence[Path]):
+    """The test split's Dataset class over `videos` (video_name = file name)."""
+    records = [VideoRecord(video_name=p.name, path=str(p), label=None, line=i) for i, p in enumerate(videos, 1)]
+    spec = cfg["data"]["test"]
+    return DATASETS.get(spec["type"])(spec["args"], records=records)
+
+
+# -- sections -------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    plan: Plan
+    work: Path
+    videos: list[Path]
+    ksvqe: Config
+    simplevqa: Config
+    samples: dict[str, list[dict]] = field(default_factory=dict)  # model -> one sample per video
+
+
+def bench_decode(ctx: Context) -> list[dict[str, Any]]:
+    rows = []
+    views = {"KSVQE": ctx.ksvqe, "SimpleVQA": ctx.simplevqa}
+    for path in ctx.videos:
+        info = video_info(path)
+        row = {"video": path.name, **info}
+        row["ffmpeg_all_frames_s"] = min(ffmpeg_decode_seconds(path) for _ in range(ctx.plan.repeat))
+        for model, cfg in views.items():
+            data = dataset_for(cfg, [path])
+            indices = np.concatenate([s(info["frames"], False, None) for s in data.samplers.values()])
+            seconds, _ = best_time(lambda: VideoReader(str(path), data.decoder).read_unique(indices), ctx.plan.repeat)
+            row[f"{model}_frames"] = int(len(np.unique(indices)))
+            row[f"{model}_bound_s"] = seconds
+        rows.append(row)
+    return rows
+
+
+def bench_views(ctx: Context, decode: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    bounds = {r["video"]: r for r in decode}
+    rows = []
+    for model, cfg in (("KSVQE", ctx.ksvqe), ("SimpleVQA", ctx.simplevqa)):
+        ctx.samples[model] = []
+        for path in ctx.videos:
+            data = dataset_for(cfg, [path])
+            seconds, sample = best_time(lambda: data[0], ctx.plan.repeat)
+            ctx.samples[model].append(sample)
+            row = {"model": model, "video": path.name, "view_s": seconds}
+            bound = bounds.get(path.name)
+            if bound:
+                row["per_video_second_s"] = seconds / bound["seconds"]
+                row["bound_s"] = bound[f"{model}_bound_s"]
+                row["ratio_to_bound"] = bound[f"{model}_bound_s"] / seconds
+            rows.append(row)
+        items = [p for _, p in zip(range(ctx.plan.loader_items), _cycle(ctx.videos))]
+        data = dataset_for(cfg, items)
+        for workers in (0, 2):
+            loader = DataLoader(data, batch_size=1, num_workers=workers, collate_fn=collate)
+            seconds, _ = best_time(lambda: sum(1 for _ in loader), 1)
+            rows.append({"model": model, "video": f"DataLoader {len(items)} videos, {workers} workers",
+                         "view_s": seconds / len(items)})
+    return rows
+
+
+def _cycle(items: Sequence[Path]):
+    while True:
+        yield from items
+
+
+def bench_slowfast(ctx: Context) -> list[dict[str, Any]]:
+    rows = []
+    for clip in ctx.plan.slowfast_clips:
+        path = make_clip(clip, ctx.work / "clips")
+        csv = ctx.work / "slowfast" / f"{clip.name}.csv"
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        csv.write_text(f"filename\n{path.name}\n")
+        out = ctx.work / "slowfast" / f"out_{clip.name}"
+        _remove_tree(out)
+        cmd = [sys.executable, str(ROOT / "SlowFast_features.py"), "--video_root", str(path.parent),
+               "--video_csv", str(csv), "--feature_save_folder", str(out), "--database", "bench",
+               "--no_pretrained", "--num_workers", "0", "--gpu_ids", "cpu", "--no_progress"]
+        seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"{clip.name}.log")
+        info = video_info(path)
+        rows.append({"video": path.name, "seconds": info["seconds"], "clips": max(1, info["frames"] // FPS),
+                     "wall_s": seconds, "per_video_second_s": seconds / info["seconds"], "peak_rss_mib": rss})
+    return rows
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir():
+        for child in sorted(path.rglob("*"), reverse=True):
+            child.rmdir() if child.is_dir() else child.unlink()
+        path.rmdir()
+
+
+def bench_forward(ctx: Context) -> list[dict[str, Any]]:
+    """fp32 vs bf16 autocast + channels-last on the videos' test samples."""
+    device = torch.device("cpu")
+    rows = []
+    for name, cfg in (("SimpleVQA", ctx.simplevqa), ("KSVQE", ctx.ksvqe)):
+        torch.manual_seed(0)
+        model = create_model(cfg).eval()
+        samples = (ctx.samples.get(name) or [dataset_for(cfg, [p])[0] for p in ctx.videos])[:ctx.plan.forward_videos]
+        batches = [clip_inputs(collate([s]), device) for s in samples]
+        row: dict[str, Any] = {"model": name, "clips_per_video": batches[0][1], "videos": len(samples)}
+        scores = {}
+        for variant, amp in (("fp32", "off"), ("bf16_channels_last", "bf16")):
+            if amp != "off":
+                to_channels_last(model)
+
+            def score(batch: tuple[dict, int]) -> torch.Tensor:
+                with torch.no_grad(), autocast(device, amp):
+                    return video_scores(model(batch[0])["score"], batch[1]).view(-1).float()
+
+            seconds, first = best_time(lambda: score(batches[0]), ctx.plan.forward_repeat)
+            row[f"{variant}_s"] = seconds
+            scores[variant] = torch.cat([first, *(score(b) for b in batches[1:])])
+        diff = (scores["fp32"] - scores["bf16_channels_last"]).abs().max()
+        rows.append({**row, "speedup": row["fp32_s"] / row["bf16_channels_last_s"], "max_abs_score_diff": float(diff),
+                     "score_range_fp32": float(scores["fp32"].max() - scores["fp32"].min())})
+    return rows
+
+
+def make_train_data(ctx: Context) -> Path:
+    """Train/val clips (varied lavfi sources, random MOS and SlowFast features), cached."""
+    plan = ctx.plan
+    root = ctx.work / f"train_data_{plan.train_clip.name[:-4]}_{plan.train_videos}"
+    n = plan.train_videos + plan.val_videos
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(n):
+        path = make_clip(plan.train_clip, root, SOURCES[i % len(SOURCES)], seed=i)
+        names.append(path.name)
+    write_random_features(root / "feat", names)
+    mos = rng.uniform(1, 5, size=n)
+    rows = [f"{a},{b:.3f}\n" for a, b in zip(names, mos)]
+    (root / "train.csv").write_text("filename,score\n" + "".join(rows[:plan.train_videos]))
+    (root / "val.csv").write_text("filename,score\n" + "".join(rows[plan.train_videos:]))
+    return root
+
+
+def bench_train(ctx: Context) -> dict[str, Any]:
+    data = make_train_data(ctx)
+    raw = yaml.safe_load((ROOT / "config" / "demo_simpleVQA.yml").read_text())
+    for split, anno in (("train", "train.csv"), ("val", "val.csv"), ("test", "val.csv")):
+        raw["data"][split]["args"].update(anno_file=str(data / anno), data_prefix=str(data),
+                                          data_prefix_3D=str(data / "feat"))
+    raw.update(num_epochs=ctx.plan.train_epochs, save_model=False)
+    cfg_path = ctx.work / "train" / "demo_simpleVQA_bench.yml"
+    cfg_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(yaml.safe_dump(raw))
+    sets = [a for o in ctx.plan.train_overrides for a in ("--set", o)]
+    cores = os.cpu_count() or 1
+    results = {}
+    for name, launcher, env in (
+            ("1 process", [], {}),
+            ("2-process DDP (gloo)", ["-m", "torch.distributed.run", "--nproc_per_node=2",
+                                      f"--master_port={free_port()}"], {"OMP_NUM_THREADS": str(max(1, cores // 2))})):
+        out = ctx.work / "train" / ("single" if not launcher else "ddp")
+        _remove_tree(out)
+        script = "train.py" if not launcher else "train_ddp.py"
+        cmd = [sys.executable, *launcher, str(ROOT / script), "-o", str(cfg_path), "-r", str(out),
+               "--log_dir", str(out / "log"), "--gpu_id", "cpu", "--no_progress", *sets]
+        wall, rss = run_measured(cmd, out.with_suffix(".log"), {**os.environ, "PYTHONPATH": str(ROOT), **env})
+        history = json.loads(next(out.glob("*_history.json")).read_text())
+        seconds = history[-1]["seconds"]
+        results[name] = {"epoch_s": seconds, "samples_per_s": ctx.plan.train_videos / seconds,
+                         "epochs": len(history), "wall_s": wall, "peak_rss_mib": rss}
+    single, ddp = results["1 process"]["samples_per_s"], results["2-process DDP (gloo)"]["samples_per_s"]
+    return {"config": "config/demo_simpleVQA.yml", "train_videos": ctx.plan.train_videos,
+            "clip": asdict(ctx.plan.train_clip), "runs": results, "scaling_efficiency": ddp / (2 * single)}
+
+
+# -- main -----------------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def targets(summary: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, evaluated on what was measured (None when not measured)."""
+    out: dict[str, Any] = {}
+    views = [r for r in summary.get("views", []) if "ratio_to_bound" in r]
+    if views:
+        out["views_at_least_60pct_of_decode_bound"] = min(r["ratio_to_bound"] for r in views) >= 0.6
+    sf = summary.get("slowfast", [])
+    if len(sf) >= 2:
+        out["slowfast_rss_growth_mib"] = sf[-1]["peak_rss_mib"] - sf[0]["peak_rss_mib"]
+    fwd = summary.get("forward", [])
+    if fwd:
+        out["bf16_channels_last_faster"] = all(r["speedup"] > 1 for r in fwd)
+    return out
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", nargs="+", default=None, metavar="PATH_OR_GLOB",
+                   help="measure decode/views/forward on these files, folders or globs instead of generated clips")
+    p.add_argument("--quick", action="store_true", help="tiny clips, sizes and iterations (CI)")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache",
+                   help="folder for generated clips and run outputs (reused between runs)")
+    p.add_argument("--json", type=Path, default=None, help="JSON summary (default <work>/results.json)")
+    p.add_argument("--repeat", type=int, default=None, help="timed runs per measurement (best kept; default 3, quick 1)")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        print(f"error: unknown sections {unknown}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    plan = QUICK if args.quick else FULL
+    if args.repeat:
+        plan = replace(plan, repeat=args.repeat)
+    work = args.work / ("quick" if args.quick else "full")
+    if args.videos:
+        videos = [Path(p) for p in expand_videos(args.videos)]
+    else:
+        videos = [make_clip(c, work / "clips") for c in plan.clips]
+    features = work / "features"
+    write_random_features(features, [v.name for v in videos])
+    ctx = Context(plan, work, videos, ksvqe_config(plan), simplevqa_config(plan, features))
+    summary: dict[str, Any] = {"machine": machine(), "quick": args.quick, "sections": only,
+                               "videos": [{"video": v.name, **video_info(v)} for v in videos]}
+    t_start = time.perf_counter()
+    if "decode" in only:
+        summary["decode"] = bench_decode(ctx)
+        print(table("\n== decode (seconds per video; bound = the decoder alone on the distinct sampled frames)",
+                    summary["decode"], ["video", "frames", "ffmpeg_all_frames_s", "KSVQE_frames", "KSVQE_bound_s",
+                                        "SimpleVQA_frames", "SimpleVQA_bound_s"]))
+    if "views" in only:
+        summary["views"] = bench_views(ctx, summary.get("decode", []))
+        print(table("\n== views through the Dataset (seconds per video; ratio = decode bound / view time)",
+                    summary["views"], ["model", "video", "view_s", "per_video_second_s", "bound_s",
+                                       "ratio_to_bound"]))
+    if "slowfast" in only:
+        summary["slowfast"] = bench_slowfast(ctx)
+        print(table("\n== SlowFast_features.py (random weights, 1 process)", summary["slowfast"],
+                    ["video", "seconds", "clips", "wall_s", "per_video_second_s", "peak_rss_mib"]))
+    if "forward" in only:
+        summary["forward"] = bench_forward(ctx)
+        print(table("\n== model forward per video (random weights, test views)", summary["forward"],
+                    ["model", "clips_per_video", "fp32_s", "bf16_channels_last_s", "speedup", "max_abs_score_diff",
+                     "score_range_fp32"]))
+    if "train" in only:
+        summary["train"] = bench_train(ctx)
+        rows = [{"run": k, **v} for k, v in summary["train"]["runs"].items()]
+        print(table(f"\n== training, {summary['train']['config']} ({summary['train']['train_videos']} videos; "
+                    f"scaling efficiency {summary['train']['scaling_efficiency']:.2f})", rows,
+                    ["run", "epochs", "epoch_s", "samples_per_s", "wall_s", "peak_rss_mib"]))
+    summary["targets"] = targets(summary)
+    summary["total_s"] = time.perf_counter() - t_start
+    out = args.json or work / "results.json"
+    atomic_write_text(out, json.dumps(summary, indent=1, default=str))
+    print(f"\ntargets: {json.dumps(summary['targets'])}\n{summary['machine']}\nwrote {out} "
+          f"({summary['total_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

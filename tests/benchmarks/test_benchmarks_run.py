@@ -1,0 +1,18 @@
+"""benchmarks/run.py --quick completes and writes its JSON summary (numbers are not checked:
+speed targets are read from a full run, see README: Benchmarks)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--work", str(tmp_path / "work"),
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert {"machine", "videos", "decode", "views", "slowfast", "forward", "train", "targets"} <= set(summary)
+    assert "== training" in proc.stdout

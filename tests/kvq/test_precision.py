@@ -1,0 +1,49 @@
+"""The fast inference path: bf16 autocast and channels-last convolutions give the fp32 scores
+(channels-last exactly up to float rounding, bf16 within its precision)."""
+import pytest
+import torch
+
+from kvq.device import autocast, to_channels_last
+from kvq.evaluate import predict
+from models import VQANetwork
+
+
+@pytest.fixture(scope="module")
+def model_and_batches() -> tuple[VQANetwork, list[dict]]:
+    torch.manual_seed(0)
+    model = VQANetwork({"simpleVQA": {"backbone": {"pretrained": False}, "head": {}}}).eval()
+    batches = [{"simpleVQA": torch.randn(2, 3, 2, 64, 64), "feat": torch.randn(2, 2, 2304),
+                "video_name": [f"v{i}a", f"v{i}b"], "label": torch.tensor([1.0, 2.0]), "bad_videos": []}
+               for i in range(2)]
+    return model, batches
+
+
+def test_channels_last_moves_conv_weights_and_keeps_scores(model_and_batches) -> None:
+    model, batches = model_and_batches
+    cpu = torch.device("cpu")
+    fp32 = predict(model, batches, cpu, "off", progress=False)
+    to_channels_last(model)
+    conv = model.simpleVQA_backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    fast = predict(model, batches, cpu, "off", progress=False)
+    bf16 = predict(model, batches, cpu, "bf16", progress=False)
+    assert fast.names == fp32.names == bf16.names
+    ref = torch.tensor(fp32.scores)
+    assert torch.allclose(torch.tensor(fast.scores), ref, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(torch.tensor(bf16.scores), ref, rtol=0.05, atol=0.05 * float(ref.abs().max()))
+
+
+def test_channels_last_3d_for_conv3d() -> None:
+    conv = torch.nn.Conv3d(3, 4, 3)
+    x = torch.randn(1, 3, 4, 8, 8)
+    ref = conv(x)
+    to_channels_last(conv)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.allclose(conv(x), ref, atol=1e-5)
+
+
+def test_autocast_off_is_fp32() -> None:
+    with autocast(torch.device("cpu"), "off"):
+        assert (torch.randn(2, 2) @ torch.randn(2, 2)).dtype == torch.float32
+    with autocast(torch.device("cpu"), "bf16"):
+        assert (torch.randn(2, 2) @ torch.randn(2, 2)).dtype == torch.bfloat16
