@@ -272,3 +272,15 @@ def test_correlation_input_errors() -> None:
         correlation_metrics([1.0, float("nan"), 3.0], [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="fit must be"):
         correlation_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], fit="cubic")
+
+
+def test_three_points_fall_back_to_linear(tmp_path) -> None:
+    """3 videos: correlations work, the logistic (4 parameters) is refused, plots use the line."""
+    from kvq.plots import scatter_plot
+
+    with pytest.raises(ValueError, match="at least 4 points"):
+        fit_logistic4([1.0, 2.0, 3.5], [1.0, 2.0, 3.0])
+    result = correlation_metrics([1.0, 2.0, 3.5], [1.0, 2.0, 3.0], fit="logistic")
+    assert result["fit"] == "linear" and result["SROCC"] == pytest.approx(1.0)
+    png = scatter_plot([1.0, 2.0, 3.5], [1.0, 2.0, 3.0], tmp_path / "three.png", "three videos", result)
+    assert png.stat().st_size > 0
