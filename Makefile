@@ -19,8 +19,10 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -m ""
 
+PRETRAINED ?= 0
+
 demo: $(STAMP)
-	PY=$(PY) bash scripts/demo.sh
+	PY=$(PY) PRETRAINED=$(PRETRAINED) bash scripts/demo.sh
 
 clean-demo:
 	rm -rf demo_out

@@ -35,3 +35,44 @@ def test_scripts_run_from_elsewhere(script: str, expected: str, fake_python: Pat
             break
         subprocess.run(["sleep", "0.1"])
     assert calls.startswith(str(ROOT)) and expected in calls, calls
+
+
+@pytest.mark.parametrize("pretrained", ["0", "1"])
+def test_demo_script_modes(pretrained: str, fake_python: Path, tmp_path: Path) -> None:
+    """PRETRAINED=0 uses random networks; PRETRAINED=1 the pretrained ones, under demo_out/pretrained."""
+    env = {**os.environ, "PY": str(fake_python), "PRETRAINED": pretrained}
+    subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=tmp_path, env=env, check=True,
+                   capture_output=True, text=True, timeout=60)
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    slowfast = next(c for c in calls if "SlowFast_features.py" in c)
+    train = next(c for c in calls if " train.py" in c)
+    scoring = [c for c in calls if " test.py" in c]
+    assert len(scoring) == 2 and any("metric_score.py" in c for c in calls)
+    if pretrained == "1":
+        assert "--no_pretrained" not in slowfast and "demo_out/pretrained/feature" in slowfast
+        for call in [train, *scoring]:
+            assert "model.args.simpleVQA.backbone.pretrained=true" in call
+            assert "data.test.args.data_prefix_3D=demo_out/pretrained/feature/demo" in call
+        assert "-r demo_out/pretrained/checkpoint" in train
+    else:
+        assert "--no_pretrained" in slowfast and "--set" not in train
+        assert "-r demo_out/checkpoint" in train
+
+
+def test_demo_pretrained_without_weights_stops_naming_the_file(isolated_weight_dirs: Path) -> None:
+    env = {**os.environ, "PY": str(ROOT / ".venv" / "bin" / "python"), "PRETRAINED": "1",
+           "KVQ_WEIGHTS_DIR": str(isolated_weight_dirs), "PYTHONPATH": str(ROOT)}
+    if not Path(env["PY"]).exists():
+        pytest.skip(f"no virtual environment at {env['PY']} (make venv)")
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0
+    assert "PRETRAINED=1" in r.stderr and "resnet50-0676ba61.pth" in r.stderr
+    assert "demo dataset" not in r.stdout  # stopped before any work
+
+
+def test_demo_script_rejects_unknown_mode(fake_python: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PY": str(fake_python), "PRETRAINED": "yes"}
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "PRETRAINED must be 0 or 1" in r.stderr
