@@ -17,8 +17,7 @@ from typing import Sequence
 from datasets.annotations import read_annotations
 from kvq.cli import run_main
 from kvq.device import select_devices
-from kvq.slowfast_features import extract_features
-from models.slowfast import SlowFastExtractor
+from kvq.slowfast_features import build_extractor, extract_features
 
 log = logging.getLogger("SlowFast_features")
 
@@ -37,6 +36,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights", default=None, help="SlowFast R50 Kinetics-400 .pyth (default: searched, see README)")
     p.add_argument("--no_pretrained", action="store_true",
                    help="random-initialised network (demo/tests only; features are not Kinetics features)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="with --no_pretrained: seed of the random network (the same seed gives the same features)")
     p.add_argument("--no_progress", action="store_true")
     return p.parse_args(argv)
 
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device, _ = select_devices(args.gpu_ids.split(",")[0] if args.gpu_ids else None)
     if args.no_pretrained:
         log.warning("--no_pretrained: using a randomly initialised SlowFast network")
-    model = SlowFastExtractor(pretrained=not args.no_pretrained, pretrained_path=args.weights)
+    model = build_extractor(not args.no_pretrained, args.weights, args.seed)
     out = Path(args.feature_save_folder) / args.database
     errors = extract_features([(r.video_name, r.path) for r in records], out, model, device, args.resize,
                               args.batch_clips, args.num_workers, progress=not args.no_progress)

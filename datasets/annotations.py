@@ -35,6 +35,7 @@ class VideoRecord:
     dis_label: int = -1
     group: Optional[str] = None
     line: int = 0
+    feature_name: Optional[str] = None  # folder of its cached SlowFast features (default video_name)
 
 
 def _rows(path: Path) -> list[tuple[int, list[str]]]:

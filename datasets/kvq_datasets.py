@@ -144,7 +144,8 @@ class SimpleVQADataset(VideoQualityDataset):
         sample: dict[str, Any] = {}
         if "simpleVQA" in self.sample_types:
             n = self.sample_types["simpleVQA"]["clip_len"]
-            sample["feat"] = load_clip_features(self.feature_root, record.video_name, self.feature_type, n)
+            sample["feat"] = load_clip_features(self.feature_root, record.feature_name or record.video_name,
+                                                self.feature_type, n)
         video, index, frame_inds, _ = self.decode_views(record, rng)
         for name, opts in self.sample_types.items():
             view = apply_view(name, video, opts, self.train, rng, index[name])

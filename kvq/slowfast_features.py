@@ -12,9 +12,10 @@ through the network; nothing holds a whole decoded video.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +53,24 @@ def plan_clips(num_frames: int, fps: float) -> ClipPlan:
         rounded = DEFAULT_FPS
     n = max(1, num_frames // rounded)
     return ClipPlan(rounded, num_frames, n, max(n, MIN_CLIPS))
+
+
+def build_extractor(pretrained: bool = True, weights: Optional[str | os.PathLike] = None,
+                    seed: int = 0) -> SlowFastExtractor:
+    """The SlowFast R50 extractor: Kinetics-400 weights, or (pretrained=False) a random network
+    initialised from `seed`, so that every run (a resumed one, or scoring new videos later) makes
+    features of the same random network. The global RNG state is left untouched."""
+    if pretrained:
+        return SlowFastExtractor(pretrained=True, pretrained_path=weights)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SlowFastExtractor(pretrained=False)
+
+
+def feature_name(path: str | os.PathLike) -> str:
+    """Feature folder name (relative) for a video given by file path: its absolute path without
+    the root, e.g. /data/clips/a.mp4 -> data/clips/a.mp4 (unique per file, never escapes the root)."""
+    return Path(os.path.abspath(path)).as_posix().lstrip("/")
 
 
 def is_complete(out_dir: Path, video_name: str) -> bool:

@@ -58,3 +58,23 @@ def test_undecodable_video_is_reported_others_done(videos: Path, tmp_path: Path,
     assert "bad.mp4" in capsys.readouterr().err
     assert (tmp_path / "db" / "a.mp4" / MARKER).is_file()
     assert not (tmp_path / "db" / "bad.mp4").exists()
+
+
+def test_random_network_is_seeded_so_resumed_runs_agree(videos: Path, tmp_path: Path) -> None:
+    """--no_pretrained features are the same in two runs (an interrupted, resumed run mixes
+    nothing) and change with --seed; the global RNG is not touched."""
+    import torch
+
+    from kvq.slowfast_features import build_extractor, feature_name
+
+    assert run(videos, tmp_path / "one") == 0
+    assert run(videos, tmp_path / "two") == 0
+    one, two = (np.load(tmp_path / d / "db" / "a.mp4" / "feature_0_slow_feature.npy") for d in ("one", "two"))
+    assert np.array_equal(one, two)
+    state = torch.get_rng_state()
+    a, b = build_extractor(False, seed=0), build_extractor(False, seed=1)
+    assert torch.equal(state, torch.get_rng_state())
+    first = next(iter(a.state_dict()))
+    assert not torch.equal(a.state_dict()[first], b.state_dict()[first])
+    assert feature_name("/data/clips/a.mp4") == "data/clips/a.mp4"
+    assert not Path(feature_name("../x.mp4")).is_absolute() and ".." not in feature_name("../x.mp4")
