@@ -63,10 +63,12 @@ def fit_logistic4(pred: Sequence[float], gt: Sequence[float]) -> np.ndarray:
     """Least-squares fit of `logistic4` mapping pred -> gt; returns params [4] (b1, b2, b3, b4).
 
     Initial guess: plateaus at max/min of gt, centre at the median prediction, slope scale the
-    prediction std, signed by the direction of the correlation. Raises ValueError on constant
-    predictions and RuntimeError when the fit does not converge to finite values.
+    prediction std, signed by the direction of the correlation. Raises ValueError on fewer than 4
+    points or constant predictions and RuntimeError when the fit does not converge to finite values.
     """
     p, g = _as_pair(pred, gt)
+    if len(p) < 4:
+        raise ValueError(f"a 4-parameter logistic needs at least 4 points, got {len(p)}")
     scale = float(np.std(p))
     if scale == 0.0:
         raise ValueError("cannot fit a logistic to constant predictions")
