@@ -5,6 +5,7 @@ val part only, the test part scored once with it.
 Layout under the output folder:
     splits.json                      the pooled videos, their groups and the split settings
     split_00/{train,val,test}.csv    the parts (`.txt`, 4 columns, for ksvqe/dover lists)
+    split_00/config.yml              the config reading them (data.train / data.val / data.test)
     split_00/checkpoint/             the Trainer's checkpoints, plots and history
     split_00/test_predictions.csv    the test part scored with the val-selected checkpoint
     split_00/result.json             written last (atomically): its presence marks the split done
@@ -24,6 +25,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
+import yaml
 from torch.utils.data import DataLoader
 
 from datasets import build_dataset, collate
@@ -247,6 +249,8 @@ def _run_one(cfg: Config, index: int, parts: Mapping[str, list[int]], groups: Se
     """Train split `index`, pick the val-best checkpoint (model or EMA), score the test part."""
     t0 = time.time()
     split_cfg = split_config(cfg, files, fmt, index)
+    if info.is_main:  # to score the parts again: test.py -o split_NN/config.yml --checkpoint ...
+        atomic_write_text(split_dir / "config.yml", yaml.safe_dump(dict(split_cfg), sort_keys=False))
     last = split_dir / "checkpoint" / f"{cfg['name']}_split_last.pth"
     train_opts = TrainOptions(output_dir=split_dir / "checkpoint", test_set="split",
                               resume_from=last if last.is_file() else None, log_dir=split_dir / "log",

@@ -65,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load(args)
         out = Path(args.out or Path("runs") / "splits" / cfg["name"])
         setup_logging(out / "log", cfg["name"], info.rank)
+        log.info("world size %d, rank %d, device %s", info.world_size, info.rank, device)
         opts = SplitOptions(out, args.splits, args.val_frac, args.test_frac,
                             cfg["seed"] if args.seed is None else args.seed, args.group_by,
                             not args.no_progress, ids, args.sync_bn)

@@ -66,6 +66,8 @@ def test_two_splits_then_resume(data: Path, tmp_path: Path, monkeypatch, capsys)
         assert result["split"] == i and result["epoch"] == 0 and result["selected"] == "model"
         assert all(k in result for k in ("SROCC", "PLCC", "KROCC", "RMSE", "val_SROCC"))
         assert Path(result["checkpoint"]).is_file()
+        split_cfg = load_config(split / "config.yml")
+        assert split_cfg["data"]["test"]["args"]["anno_file"] == str(split / "test.csv")
         predictions = list(csv.DictReader(open(split / "test_predictions.csv")))
         assert sorted(r["filename"] for r in predictions) == sorted(r["filename"] for r in parts["test"])
     rows = list(csv.reader(open(out / "results.csv")))
@@ -119,3 +121,23 @@ def test_parts_too_small(data: Path, tmp_path: Path) -> None:
         with pytest.raises(nsplit.SplitsError, match=message):
             load_script().main(["-o", str(cfg), "--gpu_id", "cpu", "--splits", "1", "--val-frac", "0.1",
                                 "--test-frac", "0.25", "--out", str(tmp_path / "o"), *extra])
+
+
+def test_torchrun_two_processes(data: Path, tmp_path: Path) -> None:
+    """Under torchrun each split trains with DDP (gloo on the CPU); rank 0 alone scores and writes."""
+    import os
+    import subprocess
+    import sys
+
+    cfg, out = write_config(tmp_path, data), tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29527",
+                           str(ROOT / "scripts" / "run_splits.py"), "-o", str(cfg), "--gpu_id", "cpu", "--no_progress",
+                           "--splits", "1", "--val-frac", "0.25", "--test-frac", "0.25", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "split_00" / "result.json").read_text())
+    assert result["n_test"] == 3 and "SROCC" in result
+    logs = list((out / "log").glob("*.log"))
+    assert len(logs) == 1 and "world size 2" in logs[0].read_text()  # rank 0 alone writes the log
+    assert proc.stdout.count("test SROCC: median") == 1
