@@ -261,7 +261,7 @@ def _run_one(cfg: Config, index: int, parts: Mapping[str, list[int]], groups: Se
     best = trainer.train()
     if not info.is_main:
         return {}
-    tag = max(sorted(best), key=lambda t: best[t]["SROCC"] + best[t]["PLCC"])
+    tag = max(sorted(best), key=lambda t: np.nan_to_num(best[t]["SROCC"] + best[t]["PLCC"], nan=-np.inf))
     checkpoint = trainer.ckpt_path(tag)
     test = score_part(split_cfg, "test", checkpoint, device, split_dir / "test_predictions.csv", opts.progress)
     return {"split": index, **{f"n_{p}": len(ix) for p, ix in parts.items()},

@@ -30,15 +30,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="lsvq only: keep the rows whose is_test column says train / test")
     p.add_argument("--group-size", type=int, default=KVQ_GROUP_SIZE,
                    help="kvq only: consecutive ids per source group when the file has no group column")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.subset != "all" and args.format != "lsvq":
+        p.error("--subset applies to --format lsvq only")
+    if args.group_size < 1:
+        p.error("--group-size must be at least 1")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.subset != "all" and args.format != "lsvq":
-        raise SystemExit("error: --subset applies to --format lsvq only")
-    if args.group_size < 1:
-        raise SystemExit("error: --group-size must be at least 1")
     result = convert(args.format, args.sources, Options(args.suffix, args.subset, args.group_size))
     out = write_annotation_csv(args.out, result.rows)
     groups = len({r.group for r in result.rows})

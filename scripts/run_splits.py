@@ -46,13 +46,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--local_rank", "--local-rank", type=int, default=None,
                    help="set by torch.distributed.launch without --use_env (LOCAL_RANK is read otherwise)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.splits < 1:
+        p.error("--splits must be at least 1")
+    if not (0 < args.val_frac and 0 < args.test_frac and args.val_frac + args.test_frac < 1):
+        p.error("--val-frac and --test-frac must be positive with a sum below 1")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.splits < 1 or not (0 < args.val_frac < 1 and 0 < args.test_frac < 1 and args.val_frac + args.test_frac < 1):
-        raise SystemExit("error: --splits must be >= 1, and --val-frac, --test-frac positive with a sum below 1")
     if "RANK" in os.environ:
         from train_ddp import init_distributed
 
