@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from datasets.annotations import read_annotations
 from kvq import nsplit
 from kvq.config import load_config
 from tests.media import make_tiny_dataset, simplevqa_config
@@ -141,3 +142,20 @@ def test_torchrun_two_processes(data: Path, tmp_path: Path) -> None:
     logs = list((out / "log").glob("*.log"))
     assert len(logs) == 1 and "world size 2" in logs[0].read_text()  # rank 0 alone writes the log
     assert proc.stdout.count("test SROCC: median") == 1
+
+
+def test_ksvqe_lists_group_by_cls_label_and_keep_their_format(data: Path, tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path, data, anno="ksvqe.txt"))
+    pool = nsplit.pool_records(cfg)
+    assert pool.fmt == "ksvqe"
+    groups = nsplit.group_keys(pool, "cls_label")
+    assert set(groups) == {"0"}  # make_tiny_dataset gives every video cls_label 0
+    with pytest.raises(nsplit.SplitsError, match="--group-by cls_label needs ksvqe lists"):
+        nsplit.group_keys(nsplit.pool_records(load_config(write_config(tmp_path, data))), "cls_label")
+    part = nsplit.write_part(tmp_path / "p.txt", pool.records[:3], pool.fmt, groups[:3])
+    files = {p: part for p in ("train", "val", "test")}
+    split_cfg = nsplit.split_config(cfg, files, pool.fmt, 0)
+    assert split_cfg["data"]["val"]["args"]["phase"] == "test"
+    again = read_annotations(part, data, "ksvqe")
+    assert [(r.video_name, r.cls_label, r.dis_label, r.label) for r in again] == [
+        (r.video_name, r.cls_label, r.dis_label, r.label) for r in pool.records[:3]]
