@@ -1,7 +1,8 @@
 """Annotation readers: KVQ csv, KSVQE 4-column, DOVER/FAST-VQA, unlabeled.
 
 Formats (detected by `detect_format`, or named by `anno_format` in the config):
-- kvq_csv:   header `filename,score[,...]` (extra columns ignored; a `group` column is kept)
+- kvq_csv:   header `filename,score[,...]` (extra columns ignored; a `group` column, the source/content
+             id that grouped splits keep together, is kept; an empty cell means no group)
 - ksvqe:     no header, `filename,cls_label,dis_label,score`
 - dover:     no header, `filename,_,_,score` (same shape as ksvqe; the middle columns unused)
 - unlabeled: header `filename` (or a bare list of file names), e.g. the challenge test set
@@ -123,7 +124,7 @@ def read_annotations(path: str | Path, data_prefix: str | Path = "", fmt: str = 
                 raise AnnotationError(f"{path}:{line}: expected at least {score_col + 1} fields "
                                       f"(filename,score), got {row!r}")
             name, label, cls_label, dis_label = row[name_col], _score(row[score_col], path, line), -1, -1
-            group = row[group_col] if group_col is not None and group_col < len(row) else None
+            group = (row[group_col] or None) if group_col is not None and group_col < len(row) else None
         else:
             name, label, cls_label, dis_label, group = row[name_col], None, -1, -1, None
         if not name:

@@ -59,6 +59,23 @@ def curves_plot(history: Sequence[Mapping[str, float]], path: str | Path) -> Pat
     return _save(fig, path)
 
 
+def splits_box_plot(results: Sequence[Mapping[str, float]], path: str | Path, title: str = "") -> Path:
+    """Box plots over splits of the test SROCC, PLCC, KROCC (left) and RMSE (right), each split a dot."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 4), dpi=110, gridspec_kw={"width_ratios": [3, 1]})
+    rng = np.random.default_rng(0)  # horizontal jitter of the dots only
+    for ax, keys in ((a, ("SROCC", "PLCC", "KROCC")), (b, ("RMSE",))):
+        values = [[float(r[k]) for r in results] for k in keys]
+        ax.boxplot(values, showmeans=True, widths=0.5)
+        ax.set_xticks(range(1, len(keys) + 1), keys)
+        for i, v in enumerate(values, start=1):
+            ax.plot(i + rng.uniform(-0.08, 0.08, len(v)), v, "o", ms=4, alpha=0.6)
+        ax.grid(alpha=0.3, axis="y")
+    a.set_ylabel("test metric")
+    fig.suptitle(title or f"{len(results)} splits", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     with atomic_open(path, "wb") as f:

@@ -25,6 +25,11 @@ def test_kvq_csv_with_extra_columns(videos: Path) -> None:
     assert recs[0].path == str(videos / "a.mp4")
 
 
+def test_empty_group_cell_means_no_group(videos: Path) -> None:
+    f = write(videos / "ann.csv", "filename,score,group\na.mp4,3.5,\nb.mp4,2,s7\n")
+    assert [r.group for r in read_annotations(f, videos)] == [None, "s7"]
+
+
 def test_ksvqe_four_columns(videos: Path) -> None:
     f = write(videos / "ann.txt", "a.mp4,3,2.0,4.25\nb.mp4,3,5,1.5\n")
     recs = read_annotations(f, videos)

@@ -251,6 +251,16 @@ def test_logistic_fit_beats_linear_on_noisy_sigmoid() -> None:
     assert result["RMSE"] < correlation_metrics(x, gt)["RMSE"]
 
 
+def test_three_points_fall_back_to_linear(tmp_path, caplog) -> None:
+    from kvq.plots import scatter_plot
+
+    pred, gt = [0.1, 0.5, 0.2], [1.0, 4.0, 2.5]
+    with pytest.raises(ValueError, match="at least 4 points"):
+        fit_logistic4(pred, gt)
+    assert correlation_metrics(pred, gt, fit="logistic")["fit"] == "linear"
+    assert scatter_plot(pred, gt, tmp_path / "s.png").stat().st_size > 0
+
+
 def test_constant_predictions(caplog) -> None:
     gt = [1.0, 2.0, 3.0, 4.0]
     for fit in ("linear", "logistic"):
@@ -273,14 +283,3 @@ def test_correlation_input_errors() -> None:
     with pytest.raises(ValueError, match="fit must be"):
         correlation_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], fit="cubic")
 
-
-def test_three_points_fall_back_to_linear(tmp_path) -> None:
-    """3 videos: correlations work, the logistic (4 parameters) is refused, plots use the line."""
-    from kvq.plots import scatter_plot
-
-    with pytest.raises(ValueError, match="at least 4 points"):
-        fit_logistic4([1.0, 2.0, 3.5], [1.0, 2.0, 3.0])
-    result = correlation_metrics([1.0, 2.0, 3.5], [1.0, 2.0, 3.0], fit="logistic")
-    assert result["fit"] == "linear" and result["SROCC"] == pytest.approx(1.0)
-    png = scatter_plot([1.0, 2.0, 3.5], [1.0, 2.0, 3.0], tmp_path / "three.png", "three videos", result)
-    assert png.stat().st_size > 0

@@ -1,0 +1,55 @@
+"""Convert a public dataset's official metadata file(s) to this project's annotation csv
+(`filename,score,group`); see README "Train on your own dataset" for where each file comes from.
+
+    python scripts/convert_annotations.py --format konvid KoNViD_1k_mos.csv data/konvid/all.csv
+    python scripts/convert_annotations.py --format kvq data/KVQ/train_data.csv data/KVQ/val_data.csv data/KVQ/all.csv
+    python scripts/convert_annotations.py --format lsvq --subset train labels_train_test.csv data/lsvq/train.csv
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from datasets.converters import CONVERTERS, KVQ_GROUP_SIZE, Options, convert, write_annotation_csv  # noqa: E402
+from kvq.cli import run_main  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--format", required=True, choices=CONVERTERS.names(), help="the dataset the files come from")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="official metadata file(s) of that dataset")
+    p.add_argument("out", metavar="OUT", help="annotation csv to write (filename,score,group)")
+    p.add_argument("--suffix", default=None,
+                   help="extension appended to video ids instead of the format's default (konvid .mp4, "
+                        "youtube_ugc .mkv, lsvq .mp4); for livevqc/kvq it replaces the name's extension")
+    p.add_argument("--subset", default="all", choices=["all", "train", "test"],
+                   help="lsvq only: keep the rows whose is_test column says train / test")
+    p.add_argument("--group-size", type=int, default=KVQ_GROUP_SIZE,
+                   help="kvq only: consecutive ids per source group when the file has no group column")
+    args = p.parse_args(argv)
+    if args.subset != "all" and args.format != "lsvq":
+        p.error("--subset applies to --format lsvq only")
+    if args.group_size < 1:
+        p.error("--group-size must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = convert(args.format, args.sources, Options(args.suffix, args.subset, args.group_size))
+    out = write_annotation_csv(args.out, result.rows)
+    groups = len({r.group for r in result.rows})
+    print(f"wrote {out}: {len(result.rows)} videos in {groups} groups")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} rows without a score:", *result.skipped[:20], sep="\n  ")
+        if len(result.skipped) > 20:
+            print(f"  ... and {len(result.skipped) - 20} more")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

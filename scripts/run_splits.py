@@ -1,0 +1,94 @@
+"""The n-split protocol: repeated grouped train/val/test splits of a config's labelled videos.
+
+    python scripts/run_splits.py -o CONFIG --splits 10 [--val-frac 0.1 --test-frac 0.2] [--seed S] [--out DIR]
+    torchrun --nproc_per_node=4 scripts/run_splits.py -o CONFIG --splits 10     # each split trained with DDP
+
+Pools the labelled videos of data.train/val/test, makes `--splits` random splits in which no
+group (the annotation's `group` column) is in two parts, trains each split with the config
+(train.py's engine), keeps the checkpoint of the best val epoch (model or EMA, by val SROCC+PLCC)
+and scores the test part with it once. Prints and writes test SROCC/PLCC/KROCC/RMSE per split,
+median and mean +- std (results.csv, results_box.png). Run it again to resume: finished splits
+are skipped, an interrupted one continues from its last epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kvq.cli import add_config_args, load, run_main  # noqa: E402
+from kvq.device import select_devices  # noqa: E402
+from kvq.nsplit import GROUP_BY, METRICS, SplitOptions, run_splits, summarize, write_results  # noqa: E402
+from kvq.trainer import DistInfo, setup_logging  # noqa: E402
+
+log = logging.getLogger("run_splits")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(p)
+    p.add_argument("--splits", type=int, default=10, help="number of random splits (default 10)")
+    p.add_argument("--val-frac", type=float, default=0.1, help="fraction of the videos in val (default 0.1)")
+    p.add_argument("--test-frac", type=float, default=0.2, help="fraction of the videos in test (default 0.2)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the splits (default: the config's seed)")
+    p.add_argument("--out", default=None, help="output folder (default runs/splits/<config name>)")
+    p.add_argument("--group-by", default="group", choices=GROUP_BY,
+                   help="group: the annotation's group column (default); cls_label: the ksvqe lists' "
+                        "cls_label; none: every video is its own group")
+    p.add_argument("--sync_bn", action="store_true", help="under torchrun: convert BatchNorm to SyncBatchNorm")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                   help="set by torch.distributed.launch without --use_env (LOCAL_RANK is read otherwise)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    if args.splits < 1:
+        p.error("--splits must be at least 1")
+    if not (0 < args.val_frac and 0 < args.test_frac and args.val_frac + args.test_frac < 1):
+        p.error("--val-frac and --test-frac must be positive with a sum below 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if "RANK" in os.environ:
+        from train_ddp import init_distributed
+
+        info, device = init_distributed(args)
+        ids: list[int] = []
+    else:
+        info = DistInfo()
+        device, ids = select_devices(args.gpu_id)
+    try:
+        cfg = load(args)
+        out = Path(args.out or Path("runs") / "splits" / cfg["name"])
+        setup_logging(out / "log", cfg["name"], info.rank)
+        log.info("world size %d, rank %d, device %s", info.world_size, info.rank, device)
+        opts = SplitOptions(out, args.splits, args.val_frac, args.test_frac,
+                            cfg["seed"] if args.seed is None else args.seed, args.group_by,
+                            not args.no_progress, ids, args.sync_bn)
+        results = run_splits(cfg, opts, device, info)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if not info.is_main:
+        return 0
+    csv_path, plot = write_results(out, results)
+    print(f"{'split':>5} {'epoch':>5} {'selected':>8} " + " ".join(f"{k:>7}" for k in METRICS))
+    for r in results:
+        print(f"{r['split']:>5} {r['epoch']:>5} {r['selected']:>8} " + " ".join(f"{r[k]:7.4f}" for k in METRICS))
+    summary = summarize(results)
+    for k in METRICS:
+        s = summary[k]
+        print(f"test {k}: median {s['median']:.4f}, mean {s['mean']:.4f} ± {s['std']:.4f}")
+    print(f"wrote {csv_path} and {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
