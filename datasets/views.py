@@ -61,8 +61,8 @@ def spatial_fragments(video: torch.Tensor, fragments_h: int = 9, fragments_w: in
     """FAST-VQA fragments: uint8 [C,U,H,W] -> uint8 [C,T,fragments_h*fsize_h,fragments_w*fsize_w].
 
     Mini-patch (i, j) comes from grid cell (i, j) (origin min(H//fragments_h*i, H-fsize_h)) at an
-    offset shared by each block of `aligned` frames of the clip. One gather, straight from the
-    decoded frames.
+    offset shared by each block of `aligned` frames of the clip. Straight from the decoded frames:
+    one gather, or (one offset for all patches, as at test time) three index_selects.
     """
     video = upscale_to_cover(video, fragments_h * fsize_h, fragments_w * fsize_w)
     frames = clip_frames(video, frame_index)
@@ -74,6 +74,11 @@ def spatial_fragments(video: torch.Tensor, fragments_h: int = 9, fragments_w: in
     wgrid = np.minimum((w // fragments_w) * np.arange(fragments_w), w - fsize_w)
     rnd_h = fragment_offsets(h // fragments_h, fsize_h, (fragments_h, fragments_w, blocks), train, rng)
     rnd_w = fragment_offsets(w // fragments_w, fsize_w, (fragments_h, fragments_w, blocks), train, rng)
+    if (rnd_h == rnd_h.flat[0]).all() and (rnd_w == rnd_w.flat[0]).all():
+        # one offset for every patch (always at test time): the grid is separable, two slicing gathers
+        rows = torch.from_numpy((hgrid[:, None] + rnd_h.flat[0] + np.arange(fsize_h)).reshape(-1))
+        cols = torch.from_numpy((wgrid[:, None] + rnd_w.flat[0] + np.arange(fsize_w)).reshape(-1))
+        return video.index_select(2, rows).index_select(3, cols).index_select(1, frames)
     block_of_t = np.arange(t) // aligned
     # rows[t, i, j, a] and cols[t, i, j, b] of the source pixels
     rows = (hgrid[None, :, None] + rnd_h[:, :, block_of_t].transpose(2, 0, 1))[..., None] + np.arange(fsize_h)

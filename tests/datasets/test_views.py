@@ -31,6 +31,19 @@ def test_vectorised_fragments_equal_the_seed_loop() -> None:
     assert torch.equal(out, loop_fragments(video, 9, 9, 32, 32, 8, rnd_h, rnd_w))
 
 
+def test_test_time_fragments_equal_the_seed_loop_with_centre_offsets() -> None:
+    """The separable test-time path (one offset for all patches) against the loop; frames picked
+    from decoded distinct frames by frame_index, as the datasets call it."""
+    g = torch.Generator().manual_seed(1)
+    video = torch.randint(0, 256, (3, 6, 400, 330), dtype=torch.uint8, generator=g)
+    frame_index = np.array([0, 1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 0, 0, 1, 2, 3])
+    out = spatial_fragments(video, 9, 9, 32, 32, 8, train=False, frame_index=frame_index)
+    rnd_h = fragment_offsets(400 // 9, 32, (9, 9, 2), False, None)
+    rnd_w = fragment_offsets(330 // 9, 32, (9, 9, 2), False, None)
+    expected = loop_fragments(video[:, torch.from_numpy(frame_index)], 9, 9, 32, 32, 8, rnd_h, rnd_w)
+    assert torch.equal(out, expected)
+
+
 def test_fragments_deterministic_at_test_and_upscaled_when_small() -> None:
     video = torch.randint(0, 256, (3, 8, 100, 60), dtype=torch.uint8)
     a = spatial_fragments(video, aligned=8)
