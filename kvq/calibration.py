@@ -4,8 +4,8 @@ A model trained with the PLCC/rank losses outputs numbers on no particular scale
 order and linear correlation with MOS are trained. After training, `fit_calibration` fits a
 4-parameter logistic (the VQEG form, `kvq.metrics.logistic4`) from raw outputs to the MOS of
 the **train split** (never the labels of a set being scored), falling back to a least-squares
-line when the logistic fit fails, is flat, runs against the data's direction or fits worse
-than the line. Calibrated scores are clipped to the scale's [min, max].
+line when the logistic fit fails, is flat or a near-step, runs against the data's direction or
+fits worse than the line. Calibrated scores are clipped to the scale's [min, max].
 
 The fit is stored in checkpoints as a small dict (`Calibration.to_dict`):
 `{"kind": "logistic"|"linear", "params": [...], "scale": name, "min": .., "max": .., "n": ..}`.
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 KINDS = {"logistic": 4, "linear": 2}  # kind -> number of parameters
 MIN_LOGISTIC = 5  # fewer points than this: linear fit only
+MIN_SLOPE_SCALE = 0.1  # a logistic with |b4| below this * std(raw) is a near-step: not used
 CHECKPOINT_KEY = "calibration"
 
 
@@ -90,6 +91,10 @@ def _logistic_or_none(raw: np.ndarray, mos: np.ndarray, slope: float, intercept:
         params = fit_logistic4(raw, mos)
     except (RuntimeError, ValueError) as exc:
         log.warning("calibration: logistic fit failed (%s); using a line", exc)
+        return None
+    if abs(params[3]) < MIN_SLOPE_SCALE * float(np.std(raw)):
+        log.warning("calibration: the logistic fit is a near-step (b4 %.3g, raw std %.3g) that would tie most "
+                    "scores; using a line", params[3], float(np.std(raw)))
         return None
     grid = logistic4(np.linspace(raw.min(), raw.max(), 64), params)
     span = float(grid[-1] - grid[0])

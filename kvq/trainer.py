@@ -380,8 +380,9 @@ class Trainer:
         model = copy.deepcopy(bare(self.model))
         fitted: dict[str, dict[str, Any]] = {}
         for tag in shared[0]:
-            state = torch.load(self.ckpt_path(tag), map_location="cpu", weights_only=False) if self.dist.is_main else {}
+            state: dict[str, Any] = {}
             if self.dist.is_main:
+                state = torch.load(self.ckpt_path(tag), map_location="cpu", weights_only=False)
                 model.load_state_dict(state["state_dict"])
             if self.dist.enabled:
                 for tensor in model.state_dict().values():
@@ -389,10 +390,10 @@ class Trainer:
             errors: list[tuple[str, str]] = []
             preds = self.gather(predict(model, loader, self.device, self.cfg["amp"], desc=f"calibrate {tag}",
                                         progress=self.opts.progress and self.dist.is_main, errors=errors))
-            if not self.dist.is_main:
-                continue
             if errors:
                 log.warning("calibration of %s: %d train videos could not be scored", tag, len(errors))
+            if not self.dist.is_main:
+                continue
             try:
                 calibration = fit_calibration(preds.scores, preds.labels, self.cfg["mos_scale"]["name"], scale)
             except ValueError as exc:

@@ -37,6 +37,16 @@ def test_line_when_too_few_points_or_the_logistic_is_worse() -> None:
     assert linear.kind == "linear"
 
 
+def test_line_when_the_logistic_would_be_a_step(caplog) -> None:
+    rng = np.random.default_rng(2)
+    raw = rng.uniform(-1, 1, 40)
+    mos = np.where(raw < 0.1, 2.0, 4.0) + rng.normal(0, 0.05, raw.size)
+    with caplog.at_level(logging.WARNING, logger="kvq.calibration"):
+        cal = fit_calibration(raw, mos, mos_range=(0.0, 6.0))
+    assert cal.kind == "linear" and "near-step" in caplog.text
+    assert len(set(np.round(cal.apply(raw), 9))) == raw.size  # no ties: the ranking is kept
+
+
 def test_constant_outputs_map_to_the_mean_and_decreasing_data_is_followed(caplog) -> None:
     cal = fit_calibration([0.3] * 6, [1, 2, 3, 4, 5, 3])
     assert cal.kind == "linear"
