@@ -4,7 +4,10 @@
     python test.py -o config/Kwai_KSVQE_test.yml --videos clips/ more/*.mp4 --output scores.csv
 
 The CSV has a header and one row per video of the annotation file, in its order (a Codalab
-submission). When the annotation file has labels, SROCC/PLCC/KROCC/RMSE are printed too.
+submission): `score` is the model's raw output. With --videos (or --calibrated) a third column
+`calibrated_score` holds the score on the training MOS scale (the checkpoint's calibration,
+fitted on the train split by train.py). When the annotation file has labels,
+SROCC/PLCC/KROCC/RMSE are printed too.
 """
 from __future__ import annotations
 
@@ -14,14 +17,18 @@ import logging
 import sys
 from typing import Sequence
 
+import numpy as np
+
 from torch.utils.data import DataLoader
 
 from datasets import build_dataset, collate
+from kvq.calibration import checkpoint_calibration
+from kvq.checkpoint import load_checkpoint_file
 from kvq.cli import add_config_args, load, run_main
 from kvq.device import select_devices
 from kvq.evaluate import predict
-from kvq.inference import (checkpoint_for_test, expand_videos, load_model, video_records, write_errors,
-                           write_predictions)
+from kvq.inference import (SkipUnreadable, checkpoint_for_test, expand_videos, load_model, scoring_spec,
+                           video_records, write_errors, write_predictions)
 from kvq.registry import DATASETS
 from kvq.metrics import correlation_metrics
 from kvq.plots import scatter_plot
@@ -34,9 +41,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_config_args(p)
     p.add_argument("-t", "--target_set", default=None, help="accepted for seed compatibility; unused")
     p.add_argument("--split", default=None, choices=["train", "val", "test"],
-                   help="data split of the config to score (default: test if the config has one, else val)")
+                   help="data split of the config to score (default: the first of test, val, train it has)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: test_load_path, else load_path)")
-    p.add_argument("--output", default="prediction.csv", help="CSV to write (filename,score)")
+    p.add_argument("--output", default="prediction.csv", help="CSV to write (filename,score[,calibrated_score])")
+    p.add_argument("--calibrated", action="store_true",
+                   help="add a calibrated_score column (always there with --videos); score stays the raw output")
     p.add_argument("--videos", nargs="+", default=None, metavar="PATH_OR_GLOB",
                    help="score these files / folders / glob patterns instead of the annotation file; videos "
                         "that cannot be decoded go to --errors and the exit status is 3")
@@ -51,27 +60,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load(args)
-    split = args.split or ("test" if "test" in cfg["data"] else "val")
-    if split not in cfg["data"]:
-        raise FileNotFoundError(f"{cfg.source}: no data.{split} section to score")
-    spec = cfg["data"][split]
-    if spec["args"]["phase"] == "train":
-        log.warning("data.%s.args.phase is 'train': scoring with phase 'test' (deterministic)", split)
-        spec = {**spec, "args": {**spec["args"], "phase": "test"}}
+    split, spec = scoring_spec(cfg, args.split)
     device, _ = select_devices(args.gpu_id)
     errors: list[tuple[str, str]] | None = None
     if args.videos:
         records = video_records(expand_videos(args.videos))
-        dataset = DATASETS.get(spec["type"])(spec["args"], records=records)
-        dataset.skip_bad_videos = True
+        dataset = SkipUnreadable(DATASETS.get(spec["type"])(spec["args"], records=records))
         errors = []
     else:
         dataset = build_dataset(spec)
-    model = load_model(cfg, checkpoint_for_test(cfg, args.checkpoint), device)
+    checkpoint = checkpoint_for_test(cfg, args.checkpoint)
+    obj = load_checkpoint_file(checkpoint)
+    model = load_model(cfg, checkpoint, device, obj)
+    calibration = checkpoint_calibration(obj, checkpoint) if args.videos or args.calibrated else None
     loader = DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=collate,
                         num_workers=cfg["num_workers"] if args.num_workers is None else args.num_workers)
     preds = predict(model, loader, device, cfg["amp"], desc="score", progress=not args.no_progress, errors=errors)
-    out = write_predictions(args.output, preds.names, preds.scores)
+    calibrated = calibration.apply(preds.scores).tolist() if calibration else None
+    out = write_predictions(args.output, preds.names, preds.scores, calibrated)
     log.info("wrote %d predictions to %s", len(preds.names), out)
     if errors:
         err_file = write_errors(args.errors or f"{args.output}.errors.csv", errors)
@@ -80,8 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     if preds.has_labels and len(preds.scores) >= 3:
         metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
-        print(" ".join(f"{k} {metrics[k]:.4f}" for k in ("SROCC", "PLCC", "KROCC", "RMSE")))
-        print(json.dumps({k: metrics[k] for k in ("SROCC", "PLCC", "KROCC", "RMSE")}))
+        shown = {k: metrics[k] for k in ("SROCC", "PLCC", "KROCC", "RMSE")}
+        if calibrated is not None:  # the train-split calibration: no fit to these labels
+            shown["RMSE_calibrated"] = float(np.sqrt(np.mean((np.array(calibrated) - np.array(preds.labels)) ** 2)))
+        print(" ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+        print(json.dumps(shown))
         if args.plot:
             log.info("scatter plot: %s", scatter_plot(preds.scores, preds.labels, args.plot,
                                                       f"{cfg['name']} on data.{split}", metrics))

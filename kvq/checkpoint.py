@@ -49,7 +49,9 @@ def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
     return out
 
 
-def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+def load_checkpoint_file(path: str | Path) -> Any:
+    """The whole object saved in a checkpoint file (on the CPU); a missing file is an error
+    that says where known weights come from."""
     path = Path(path)
     if not path.is_file():
         from kvq.weights import WEIGHTS
@@ -57,8 +59,12 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         known = [r for r in WEIGHTS.values() if path.name in (r.filename, *r.alt_filenames)]
         hint = f"; it is {known[0].notes}, from {known[0].url}" if known else ""
         raise FileNotFoundError(f"checkpoint '{path}' does not exist{hint}")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
-    return extract_state_dict(obj)
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of a checkpoint file (see `extract_state_dict`)."""
+    return extract_state_dict(load_checkpoint_file(path))
 
 
 def remap_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:

@@ -144,8 +144,27 @@ SCHEMA: dict[str, Opt] = {
                              "(training and test.py); faster convolutions, same values"),
     "freeze_backbone": boolean(False, "train only the heads: backbone weights frozen (BatchNorm statistics still adapt in training)"),
     "skip_bad_videos": boolean(False, "training only: skip undecodable videos, list them after the epoch"),
-    "metrics_fit": string("linear", "PLCC/RMSE after a 'linear' rescale or a 'logistic' 4-parameter fit",
+    "metrics_fit": string("linear", "PLCC/RMSE after a 'linear' rescale or a 'logistic' 4-parameter fit "
+                          "to the evaluated set's own labels (VQEG practice; not a calibration)",
                           choices=["linear", "logistic"], nullable=False),
+    "calibration": mapping(
+        {
+            "enabled": boolean(True, "after training, fit a map from raw outputs to the MOS scale on the train "
+                               "split and store it in the best checkpoints (README: calibrated scores)"),
+            "max_videos": Opt((int,), 1000, "train videos scored for the fit: a seeded random subset of this "
+                              "many (null = all)"),
+        },
+        "calibrated scores",
+    ),
+    "mos_scale": mapping(
+        {
+            "name": string("MOS", "name of the training labels' scale, stored with the calibration",
+                           nullable=False),
+            "min": Opt((int, float), None, "lowest score of the scale (null: the lowest train label)"),
+            "max": Opt((int, float), None, "highest score of the scale (null: the highest train label)"),
+        },
+        "the scale of the training labels; calibrated scores are clipped to [min, max]",
+    ),
     "loss": mapping(
         {
             "plcc": num(1.0, "weight of the PLCC loss"),
@@ -287,6 +306,12 @@ def validate(raw: Mapping[str, Any], source: str = "<config>") -> Config:
                                   "with technical, aesthetic or simpleVQA")
             if spec["args"]["sample_types"][view]["arp"]:
                 raise ConfigError(f"{source}: 'data.{split}.args.sample_types.{view}.arp' is not supported")
+    max_videos = data["calibration"]["max_videos"]
+    if max_videos is not None and max_videos < 2:
+        raise ConfigError(f"{source}: 'calibration.max_videos' must be at least 2 (null = all), got {max_videos}")
+    scale = data["mos_scale"]
+    if scale["min"] is not None and scale["max"] is not None and scale["min"] >= scale["max"]:
+        raise ConfigError(f"{source}: 'mos_scale.min' ({scale['min']}) must be below 'mos_scale.max' ({scale['max']})")
     if not data["model"]["args"]:
         raise ConfigError(f"{source}: 'model.args' must name at least one backbone (e.g. KSVQE, simpleVQA)")
     return Config(data, source, warnings)

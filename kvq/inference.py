@@ -9,9 +9,12 @@ from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from datasets.annotations import VideoRecord
-from kvq.checkpoint import load_into, read_checkpoint
+from datasets.decoding import VideoDecodeError
+from datasets.features import MissingFeatureError
+from kvq.checkpoint import extract_state_dict, load_checkpoint_file, load_into
 from kvq.device import to_channels_last
 from kvq.io import atomic_open
 from models import create_model
@@ -28,25 +31,79 @@ def checkpoint_for_test(cfg: Mapping[str, Any], override: Optional[str] = None) 
     return path
 
 
-def load_model(cfg: Mapping[str, Any], checkpoint: str, device: torch.device) -> nn.Module:
+def load_model(cfg: Mapping[str, Any], checkpoint: str, device: torch.device, obj: Any = None) -> nn.Module:
     """The config's network with the checkpoint's weights, in eval mode on `device` (channels-last
-    convolutions when the config says so)."""
+    convolutions when the config says so). `obj`: the checkpoint file's content when already read
+    (`load_checkpoint_file`), so it is read once."""
     model = create_model(cfg)
-    report = load_into(model, read_checkpoint(checkpoint))
+    report = load_into(model, extract_state_dict(load_checkpoint_file(checkpoint) if obj is None else obj))
     log.info("loaded %s: %s", checkpoint, report.summary())
     if cfg["channels_last"]:
         to_channels_last(model)
     return model.to(device).eval()
 
 
-def write_predictions(path: str | Path, names: Sequence[str], scores: Sequence[float]) -> Path:
-    """Write `filename,score` (header, one row per video, given order) atomically."""
+SCORING_SPLITS = ("test", "val", "train")
+
+
+def scoring_spec(cfg: Mapping[str, Any], split: Optional[str] = None) -> tuple[str, dict[str, Any]]:
+    """(split, data spec) used to score: `split`, else the first of test, val, train in the
+    config; phase forced to 'test' (deterministic sampling, centre crops)."""
+    if split is None:
+        split = next((s for s in SCORING_SPLITS if s in cfg["data"]), None)
+        if split is None:
+            raise FileNotFoundError(f"{getattr(cfg, 'source', 'config')}: no data section (test, val or train) "
+                                    "gives the views to score with")
+    if split not in cfg["data"]:
+        raise FileNotFoundError(f"{getattr(cfg, 'source', 'config')}: no data.{split} section to score")
+    spec = cfg["data"][split]
+    if spec["args"]["phase"] == "train":
+        if split != "train":
+            log.warning("data.%s.args.phase is 'train': scoring with phase 'test' (deterministic)", split)
+        spec = {**spec, "args": {**spec["args"], "phase": "test"}}
+    return split, spec
+
+
+ANNOTATION_KEYS = ("anno_file", "anno_format", "data_prefix", "data_prefix_3D")
+
+
+def train_scoring_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The train annotation scored as `scoring_spec(cfg)` scores (its views, phase 'test')."""
+    _, spec = scoring_spec(cfg)
+    train = cfg["data"]["train"]["args"]
+    return {**spec, "args": {**spec["args"], **{k: train[k] for k in ANNOTATION_KEYS if k in train}}}
+
+
+class SkipUnreadable(Dataset):
+    """Wraps a dataset: a video that cannot be decoded, or whose cached features are missing,
+    becomes a `{"bad_video": path, "error": message}` sample, which `collate` lists under
+    'bad_videos' (so one bad file does not stop the others)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        try:
+            return self.dataset[index]
+        except (VideoDecodeError, MissingFeatureError) as e:
+            path = self.dataset.records[index].path
+            log.warning("cannot score %s: %s", path, e)
+            return {"bad_video": path, "error": str(e)}
+
+
+def write_predictions(path: str | Path, names: Sequence[str], scores: Sequence[float],
+                      calibrated: Optional[Sequence[float]] = None) -> Path:
+    """Write `filename,score` (header, one row per video, given order) atomically; with
+    `calibrated`, a third column `calibrated_score`."""
     path = Path(path)
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["filename", "score"])
-        for name, score in zip(names, scores):
-            w.writerow([name, f"{score:.6f}"])
+        w.writerow(["filename", "score"] + (["calibrated_score"] if calibrated is not None else []))
+        for i, (name, score) in enumerate(zip(names, scores)):
+            w.writerow([name, f"{score:.6f}"] + ([f"{calibrated[i]:.6f}"] if calibrated is not None else []))
     return path
 
 

@@ -6,6 +6,7 @@ SROCC + PLCC of that epoch, and write a full training state for `--resume_from`.
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -25,10 +26,12 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from datasets import build_dataset, collate
+from kvq.calibration import CHECKPOINT_KEY, calibration_indices, fit_calibration, mos_range
 from kvq.checkpoint import load_into, read_checkpoint
 from kvq.device import autocast, to_channels_last
 from kvq.ema import ModelEMA
 from kvq.evaluate import Predictions, clip_inputs, predict, video_scores
+from kvq.inference import SkipUnreadable, train_scoring_spec
 from kvq.io import atomic_torch_save, atomic_write_text
 from kvq.losses import plcc_loss, rank_loss
 from kvq.metrics import correlation_metrics
@@ -257,6 +260,8 @@ class Trainer:
                     if self.val_loader is None:
                         self._save_best("n", {}, epoch)
                     atomic_torch_save(self._state(epoch), self.last_path)
+        if end == self.cfg["num_epochs"]:
+            self.calibrate()
         if self.writer:
             self.writer.close()
         if self.dist.is_main and self.history:
@@ -354,6 +359,56 @@ class Trainer:
         if self.dist.enabled:
             dist.barrier()
         return record
+
+    def calibrate(self) -> None:
+        """Fit each saved best model's calibration (kvq/calibration.py) on the train split, scored
+        as test.py scores (phase 'test', the test/val views); store it in that checkpoint under
+        "calibration" and all of them in the last state under "best_calibration". Under DDP each
+        rank scores a shard and rank 0 fits and writes."""
+        settings = self.cfg["calibration"]
+        if not (settings["enabled"] and self.cfg["save_model"]):
+            return
+        saved = [t for t in ("n", "s") if (t in self.best or t == "n" and self.val_loader is None)
+                 and self.ckpt_path(t).is_file()]
+        shared = [saved]
+        if self.dist.enabled:  # only rank 0 knows the best epochs
+            dist.broadcast_object_list(shared, src=0)
+        dataset = build_dataset(train_scoring_spec(self.cfg))
+        indices = calibration_indices(len(dataset), settings["max_videos"], self.seed)
+        loader = DataLoader(Subset(SkipUnreadable(dataset), indices[self.dist.rank::self.dist.world_size]),
+                            batch_size=self.cfg["batch_size"], shuffle=False, num_workers=self.cfg["num_workers"],
+                            collate_fn=collate, pin_memory=self.device.type == "cuda")
+        scale = mos_range(self.cfg, [r.label for r in dataset.records])
+        model = copy.deepcopy(bare(self.model))
+        fitted: dict[str, dict[str, Any]] = {}
+        for tag in shared[0]:
+            state: dict[str, Any] = {}
+            if self.dist.is_main:
+                state = torch.load(self.ckpt_path(tag), map_location="cpu", weights_only=False)
+                model.load_state_dict(state["state_dict"])
+            if self.dist.enabled:
+                for tensor in model.state_dict().values():
+                    dist.broadcast(tensor, src=0)
+            errors: list[tuple[str, str]] = []
+            preds = self.gather(predict(model, loader, self.device, self.cfg["amp"], desc=f"calibrate {tag}",
+                                        progress=self.opts.progress and self.dist.is_main, errors=errors))
+            if errors:
+                log.warning("calibration of %s: %d train videos could not be scored", tag, len(errors))
+            if not self.dist.is_main:
+                continue
+            try:
+                calibration = fit_calibration(preds.scores, preds.labels, self.cfg["mos_scale"]["name"], scale)
+            except ValueError as exc:
+                log.warning("no calibration stored in %s: %s", self.ckpt_path(tag), exc)
+                continue
+            log.info("calibration of %s: %s", self.ckpt_path(tag).name, calibration.describe())
+            fitted[tag] = calibration.to_dict()
+            atomic_torch_save({**state, CHECKPOINT_KEY: fitted[tag]}, self.ckpt_path(tag))
+        if fitted and self.last_path.is_file():
+            state = torch.load(self.last_path, map_location="cpu", weights_only=False)
+            atomic_torch_save({**state, "best_calibration": fitted}, self.last_path)
+        if self.dist.enabled:
+            dist.barrier()
 
     def _save_best(self, tag: str, metrics: Mapping[str, Any], epoch: int, model: Optional[nn.Module] = None) -> None:
         model = model if model is not None else bare(self.model)

@@ -44,3 +44,21 @@ def isolated_weight_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights").mkdir()
     return tmp_path / "weights"
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """(config, best 'n' checkpoint) of a 1-epoch train.py run on make_tiny_dataset (SimpleVQA,
+    no EMA, CPU); the checkpoint holds the config and a calibration."""
+    import yaml
+
+    import train
+    from tests.media import make_tiny_dataset, simplevqa_config
+
+    root = tmp_path_factory.mktemp("trained")
+    data = make_tiny_dataset(root / "data")
+    cfg = root / "c.yml"
+    cfg.write_text(yaml.safe_dump(simplevqa_config(data, epochs=1, ema=False)))
+    assert train.main(["-o", str(cfg), "-r", str(root / "out"), "--log_dir", str(root / "log"),
+                       "--gpu_id", "cpu", "--no_progress"]) == 0
+    return cfg, root / "out" / "tiny_head_val-ltest_n_finetuned.pth"

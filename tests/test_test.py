@@ -7,19 +7,6 @@ import pytest
 import yaml
 
 import test as test_script
-import train
-from tests.media import make_tiny_dataset, simplevqa_config
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("tiny")
-    data = make_tiny_dataset(root / "data")
-    cfg = root / "c.yml"
-    cfg.write_text(yaml.safe_dump(simplevqa_config(data, epochs=1, ema=False)))
-    assert train.main(["-o", str(cfg), "-r", str(root / "out"), "--log_dir", str(root / "log"),
-                       "--gpu_id", "cpu", "--no_progress"]) == 0
-    return cfg, root / "out" / "tiny_head_val-ltest_n_finetuned.pth"
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -80,6 +67,7 @@ def test_score_any_video_lists_undecodable_ones(tmp_path: Path, capsys) -> None:
     status = test_script.main(["-o", str(cfg_path), "--checkpoint", str(ckpt), "--videos", str(clips),
                                "--output", str(out), "--gpu_id", "cpu", "--no_progress"])
     assert status == 3
+    assert read_csv(out)[0] == ["filename", "score"]  # no calibration in this checkpoint: raw scores only
     assert [r[0] for r in read_csv(out)] == ["filename", str(clips / "a.mp4"), str(clips / "sub" / "b.mov")]
     errors = read_csv(Path(f"{out}.errors.csv"))
     assert errors[0] == ["filename", "error"] and errors[1][0] == str(clips / "broken.mp4")
@@ -97,3 +85,23 @@ def test_bf16_channels_last_scores_stay_close_to_fp32(trained, tmp_path: Path) -
     ref = [float(r[1]) for r in fp32]
     scale = max(abs(s) for s in ref)
     assert all(abs(float(b[1]) - s) <= 0.05 * scale for b, s in zip(bf16, ref))
+
+
+def test_videos_write_raw_and_calibrated_scores(trained, tmp_path: Path, monkeypatch) -> None:
+    """--videos: `score` is the raw output, `calibrated_score` the checkpoint's calibration of it.
+    (SimpleVQA features are keyed by the path as given: run from the data folder.)"""
+    import torch
+
+    from kvq.calibration import Calibration
+
+    cfg, ckpt = trained
+    cal = Calibration.from_dict(torch.load(ckpt, weights_only=False)["calibration"])
+    monkeypatch.chdir(Path(yaml.safe_load(cfg.read_text())["data"]["train"]["args"]["data_prefix"]))
+    out = tmp_path / "scores.csv"
+    assert test_script.main(["-o", str(cfg), "--checkpoint", str(ckpt), "--videos", "v1.mp4", "v3.mp4",
+                             "--output", str(out), "--no_progress"]) == 0
+    rows = read_csv(out)
+    assert rows[0] == ["filename", "score", "calibrated_score"]
+    assert [r[0] for r in rows[1:]] == ["v1.mp4", "v3.mp4"]
+    for _, raw, calibrated in rows[1:]:
+        assert float(calibrated) == pytest.approx(float(cal.apply(float(raw))), abs=2e-6)

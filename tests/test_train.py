@@ -1,6 +1,7 @@
 """train.py end to end on tiny data (CPU): outputs, exact resume, atomic checkpoints."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -91,3 +92,43 @@ def test_mixed_precision_and_tensorboard(data: Path, tmp_path: Path, amp: str) -
     assert all(torch.isfinite(torch.tensor(v)) for k, v in record.items() if k != "epoch")
     events = list((tmp_path / "out" / "log" / "tensorboard" / "tiny").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_training_stores_a_train_split_calibration_in_the_best_checkpoints(data: Path, tmp_path: Path) -> None:
+    """Each best checkpoint gets a calibration fitted on the train split (scored deterministically),
+    which test.py's calibrated column applies; a refit on test.py's train-split scores agrees."""
+    import csv
+
+    import test as test_script
+    from kvq.calibration import Calibration, fit_calibration
+
+    cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, mos_scale={"name": "tiny MOS"}))
+    run(cfg, tmp_path / "out")
+    out = tmp_path / "out"
+    for tag in ("n", "s"):
+        ckpt = torch.load(out / f"tiny_head_val-ltest_{tag}_finetuned.pth", weights_only=False)
+        cal = Calibration.from_dict(ckpt["calibration"])
+        assert (cal.scale, cal.mos_min, cal.mos_max, cal.n) == ("tiny MOS", 1.0, 4.0, 6)
+    last = torch.load(out / "tiny_val-ltest_last.pth", weights_only=False)
+    assert set(last["best_calibration"]) == {"n", "s"}
+    best = out / "tiny_head_val-ltest_n_finetuned.pth"
+    cal = Calibration.from_dict(torch.load(best, weights_only=False)["calibration"])
+    pred = tmp_path / "train_scores.csv"
+    assert test_script.main(["-o", str(cfg), "--checkpoint", str(best), "--split", "train", "--calibrated",
+                             "--output", str(pred), "--no_progress"]) == 0
+    with open(pred, newline="") as f:
+        rows = list(csv.DictReader(f))
+    raw = [float(r["score"]) for r in rows]
+    np.testing.assert_allclose([float(r["calibrated_score"]) for r in rows], cal.apply(raw), atol=2e-6)
+    labels = {line.split(",")[0]: float(line.split(",")[1]) for line in (data / "train.csv").read_text().split()[1:]}
+    refit = fit_calibration(raw, [labels[r["filename"]] for r in rows], "tiny MOS", (1.0, 4.0))
+    assert refit.kind == cal.kind
+    np.testing.assert_allclose(refit.apply(raw), cal.apply(raw), atol=1e-3)
+
+
+def test_calibration_can_be_disabled(data: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, ema=False,
+                                                            calibration={"enabled": False}))
+    run(cfg, tmp_path / "out")
+    assert "calibration" not in torch.load(tmp_path / "out" / "tiny_head_val-ltest_n_finetuned.pth",
+                                           weights_only=False)

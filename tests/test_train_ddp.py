@@ -45,6 +45,7 @@ def test_ddp_two_processes_match_single_process_metrics(tmp_path: Path, capsys, 
     assert len(list((tmp_path / "log").glob("*.log"))) == 1  # rank 0 only
     ckpt = out / "tiny_head_val-ltest_n_finetuned.pth"
     saved = torch.load(ckpt, weights_only=False)["validation_results"]
+    assert torch.load(ckpt, weights_only=False)["calibration"]["n"] == 6  # both ranks' train shards
 
     capsys.readouterr()
     assert test_script.main(["-o", str(cfg_path), "--checkpoint", str(ckpt), "--split", "val", "--gpu_id", "cpu",

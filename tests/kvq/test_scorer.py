@@ -1,0 +1,96 @@
+"""The Python API: load_scorer from a checkpoint (config inside) or a config; score, score_many."""
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from datasets.decoding import VideoDecodeError
+from kvq import load_scorer
+from kvq.calibration import Calibration, fit_calibration
+from tests.media import make_video
+
+VIEW = {"fragments_h": 7, "fragments_w": 7, "fsize_h": 32, "fsize_w": 32, "aligned": 8, "clip_len": 8,
+        "frame_interval": 1, "num_clips": 1}
+MODEL_ARGS = {"swin_tiny_grpb": {"backbone": {"pretrained": False}, "head": {}}}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clips")
+    make_video(root / "a.mp4", size="64x96", frames=12)
+    make_video(root / "b.mp4", size="96x64", frames=12, source="mandelbrot")
+    (root / "broken.mp4").write_bytes(b"not a video")
+    return root
+
+
+def fast_config(**top) -> dict:
+    return {"name": "fast", "num_workers": 0, "model": {"type": "swin_tiny_grpb", "args": MODEL_ARGS}, **top,
+            "data": {"test": {"type": "ViewDecompositionDataset_KVQ",
+                              "args": {"anno_file": "unused.csv", "sample_types": {"technical": VIEW}}}}}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A FAST-VQA checkpoint laid out as train.py writes it: weights, validated config, calibration."""
+    from kvq.config import validate
+    from models import VQANetwork
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "fast_head_val-ltest_n_finetuned.pth"
+    cal = fit_calibration([-1.0, 0.0, 1.0, 2.0], [1.0, 2.0, 3.5, 4.0], "test MOS", (1.0, 5.0))
+    torch.save({"state_dict": VQANetwork(MODEL_ARGS).state_dict(), "config": dict(validate(fast_config())),
+                "epoch": 0, "calibration": cal.to_dict()}, path)
+    return path
+
+
+def test_checkpoint_alone_scores_with_its_calibration(checkpoint: Path, clips: Path) -> None:
+    scorer = load_scorer(checkpoint, device="cpu")
+    assert scorer.scale == "test MOS"
+    result = scorer.score_many([clips / "a.mp4", clips / "broken.mp4", clips / "b.mp4"], batch_size=2,
+                               progress=False)
+    assert result.paths == [str(clips / "a.mp4"), str(clips / "b.mp4")] and len(result) == 2
+    assert [e[0] for e in result.errors] == [str(clips / "broken.mp4")]
+    assert result.scores == result.calibrated
+    assert result.calibrated == pytest.approx(scorer.calibration.apply(result.raw).tolist())
+    assert all(1.0 <= s <= 5.0 for s in result.scores)
+    assert scorer.score(clips / "b.mp4") == pytest.approx(result.scores[1], abs=1e-5)
+
+
+def test_score_names_the_file_it_cannot_read(checkpoint: Path, clips: Path) -> None:
+    scorer = load_scorer(checkpoint, device="cpu")
+    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+        scorer.score(clips / "broken.mp4")
+    with pytest.raises(VideoDecodeError, match="missing.mp4: no such file"):
+        scorer.score("missing.mp4", root=clips)
+
+
+def test_config_path_uses_test_load_path_and_raw_scores_without_calibration(tmp_path: Path, clips: Path,
+                                                                            caplog) -> None:
+    from models import VQANetwork
+
+    torch.manual_seed(0)
+    bare = tmp_path / "reference.pth"
+    torch.save({"state_dict": VQANetwork(MODEL_ARGS).state_dict()}, bare)
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(yaml.safe_dump(fast_config(test_load_path=str(bare))))
+    with caplog.at_level(logging.WARNING, logger="kvq.calibration"):
+        scorer = load_scorer(cfg, device="cpu")
+    assert "has no calibration" in caplog.text and scorer.scale == "raw"
+    result = scorer.score_many(["a.mp4"], root=clips, progress=False)
+    assert result.calibrated is None and result.scores == result.raw and result.paths == ["a.mp4"]
+    with pytest.raises(ValueError, match="holds no config"):
+        load_scorer(bare)
+
+
+def test_trained_checkpoint_scores_like_test_py(trained, monkeypatch) -> None:
+    """A train.py checkpoint alone (SimpleVQA; features keyed by the name as given)."""
+    cfg, ckpt = trained
+    data = Path(yaml.safe_load(cfg.read_text())["data"]["train"]["args"]["data_prefix"])
+    scorer = load_scorer(ckpt, device="cpu")
+    cal = Calibration.from_dict(torch.load(ckpt, weights_only=False)["calibration"])
+    result = scorer.score_many(["v0.mp4", "v5.mp4"], root=data, progress=False)
+    assert result.calibrated == pytest.approx(cal.apply(result.raw).tolist())
+    monkeypatch.chdir(data)
+    assert scorer.score("v5.mp4") == pytest.approx(result.scores[1], abs=1e-5)
