@@ -2,6 +2,7 @@
 
     python test.py -o config/kwai_simpleVQA_test.yml [--gpu_id 0] [--output prediction.csv]
     python test.py -o config/Kwai_KSVQE_test.yml --videos clips/ more/*.mp4 --output scores.csv
+    python test.py -o config/kwai_simpleVQA_test.yml --videos clips/   # SlowFast features made on the way
 
 The CSV has a header and one row per video of the annotation file, in its order (a Codalab
 submission): `score` is the model's raw output. With --videos (or --calibrated) a third column
@@ -27,8 +28,8 @@ from kvq.checkpoint import load_checkpoint_file
 from kvq.cli import add_config_args, load, run_main
 from kvq.device import select_devices
 from kvq.evaluate import predict
-from kvq.inference import (SkipUnreadable, checkpoint_for_test, expand_videos, load_model, scoring_spec,
-                           video_records, write_errors, write_predictions)
+from kvq.inference import (SkipUnreadable, SlowFastOptions, checkpoint_for_test, expand_videos, features_for_files,
+                           load_model, scoring_spec, video_records, write_errors, write_predictions)
 from kvq.registry import DATASETS
 from kvq.metrics import correlation_metrics
 from kvq.plots import scatter_plot
@@ -50,6 +51,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="score these files / folders / glob patterns instead of the annotation file; videos "
                         "that cannot be decoded go to --errors and the exit status is 3")
     p.add_argument("--errors", default=None, help="with --videos: CSV of failed videos (default <output>.errors.csv)")
+    p.add_argument("--slowfast_weights", default=None,
+                   help="with --videos, SimpleVQA: SlowFast R50 Kinetics-400 .pyth (default: searched, see README)")
+    p.add_argument("--slowfast_random", action="store_true",
+                   help="with --videos, SimpleVQA: the random SlowFast network of --slowfast_seed (checkpoints "
+                        "trained on `SlowFast_features.py --no_pretrained` features, e.g. the demo's)")
+    p.add_argument("--slowfast_seed", type=int, default=0, help="seed of --slowfast_random (default 0)")
+    p.add_argument("--features", default=None,
+                   help="with --videos, SimpleVQA: SlowFast feature cache folder (default ~/.cache/kvq/...)")
     p.add_argument("--plot", default=None, help="PNG scatter of predictions vs MOS (labeled sets only)")
     p.add_argument("--num_workers", type=int, default=None, help="data-loader workers (default: the config's)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -64,9 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     device, _ = select_devices(args.gpu_id)
     errors: list[tuple[str, str]] | None = None
     if args.videos:
-        records = video_records(expand_videos(args.videos))
+        slowfast = SlowFastOptions(not args.slowfast_random, args.slowfast_weights, args.slowfast_seed, args.features)
+        records, spec, errors = features_for_files(video_records(expand_videos(args.videos)), spec, slowfast, device,
+                                                   progress=not args.no_progress)
         dataset = SkipUnreadable(DATASETS.get(spec["type"])(spec["args"], records=records))
-        errors = []
     else:
         dataset = build_dataset(spec)
     checkpoint = checkpoint_for_test(cfg, args.checkpoint)

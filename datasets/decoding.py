@@ -71,6 +71,10 @@ class DecordReader(_Reader):
         """Sorted distinct frames -> uint8 [U, H, W, 3] (decord's buffer, not copied)."""
         try:
             batch = self._vr.get_batch([int(i) for i in unique])
+            # decord keeps decoding ahead in a background thread while the caller is busy (e.g. a
+            # network forward between clips), buffering up to the whole video; rewinding stops it
+            # (measured: 60 s 540x960 clip, peak RSS 3.2 GB -> 0.9 GB). The batch keeps its buffer.
+            self._vr.seek(0)
         except Exception as e:
             raise VideoDecodeError(f"{self.path}: decord failed to decode frames {list(unique[:8])}...: {e}") from e
         return from_dlpack(batch.to_dlpack()).numpy()

@@ -87,21 +87,66 @@ def test_bf16_channels_last_scores_stay_close_to_fp32(trained, tmp_path: Path) -
     assert all(abs(float(b[1]) - s) <= 0.05 * scale for b, s in zip(bf16, ref))
 
 
-def test_videos_write_raw_and_calibrated_scores(trained, tmp_path: Path, monkeypatch) -> None:
-    """--videos: `score` is the raw output, `calibrated_score` the checkpoint's calibration of it.
-    (SimpleVQA features are keyed by the path as given: run from the data folder.)"""
+def test_videos_write_raw_and_calibrated_scores(trained, tmp_path: Path) -> None:
+    """--videos: `score` is the raw output, `calibrated_score` the checkpoint's calibration of it."""
     import torch
 
     from kvq.calibration import Calibration
 
     cfg, ckpt = trained
     cal = Calibration.from_dict(torch.load(ckpt, weights_only=False)["calibration"])
-    monkeypatch.chdir(Path(yaml.safe_load(cfg.read_text())["data"]["train"]["args"]["data_prefix"]))
+    data = Path(yaml.safe_load(cfg.read_text())["data"]["train"]["args"]["data_prefix"])
     out = tmp_path / "scores.csv"
-    assert test_script.main(["-o", str(cfg), "--checkpoint", str(ckpt), "--videos", "v1.mp4", "v3.mp4",
-                             "--output", str(out), "--no_progress"]) == 0
+    assert test_script.main(["-o", str(cfg), "--checkpoint", str(ckpt), "--videos", str(data / "v1.mp4"),
+                             str(data / "v3.mp4"), "--output", str(out), "--no_progress", "--slowfast_random",
+                             "--features", str(tmp_path / "features")]) == 0
     rows = read_csv(out)
     assert rows[0] == ["filename", "score", "calibrated_score"]
-    assert [r[0] for r in rows[1:]] == ["v1.mp4", "v3.mp4"]
+    assert [r[0] for r in rows[1:]] == [str(data / "v1.mp4"), str(data / "v3.mp4")]
     for _, raw, calibrated in rows[1:]:
         assert float(calibrated) == pytest.approx(float(cal.apply(float(raw))), abs=2e-6)
+
+
+def test_simplevqa_videos_make_their_slowfast_features(trained, tmp_path: Path, capsys) -> None:
+    """SimpleVQA --videos without cached features: SlowFast features are made on the way (cached,
+    reused), scores equal the annotation path over SlowFast_features.py features of the same
+    network, and a broken file is listed without losing the others."""
+    import SlowFast_features
+
+    cfg, ckpt = trained
+    data = Path(yaml.safe_load(cfg.read_text())["data"]["train"]["args"]["data_prefix"])
+    (tmp_path / "two.csv").write_text("filename,score\nv0.mp4,1\nv2.mp4,2\n")
+    assert SlowFast_features.main(["--video_root", str(data), "--video_csv", str(tmp_path / "two.csv"),
+                                   "--feature_save_folder", str(tmp_path / "sf"), "--database", "db",
+                                   "--no_pretrained", "--num_workers", "0", "--gpu_ids", "cpu", "--no_progress"]) == 0
+    common = ["-o", str(cfg), "--checkpoint", str(ckpt), "--no_progress"]
+    assert test_script.main(common + ["--split", "val", "--output", str(tmp_path / "anno.csv"),
+                                      "--set", f"data.val.args.anno_file={tmp_path / 'two.csv'}",
+                                      "--set", f"data.val.args.data_prefix_3D={tmp_path / 'sf' / 'db'}"]) == 0
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    videos = [str(data / "v0.mp4"), str(tmp_path / "broken.mp4"), str(data / "v2.mp4")]
+    out, cache = tmp_path / "videos.csv", tmp_path / "cache"
+    args = common + ["--videos", *videos, "--output", str(out), "--slowfast_random", "--features", str(cache)]
+    assert test_script.main(args) == 3
+    assert "broken.mp4" in read_csv(Path(f"{out}.errors.csv"))[1][0]
+    by_video = {r[0]: float(r[1]) for r in read_csv(out)[1:]}
+    assert list(by_video) == [videos[0], videos[2]]
+    anno = {r[0]: float(r[1]) for r in read_csv(tmp_path / "anno.csv")[1:]}
+    assert by_video[videos[0]] == pytest.approx(anno["v0.mp4"], abs=1e-5)
+    assert by_video[videos[2]] == pytest.approx(anno["v2.mp4"], abs=1e-5)
+    marker = next(cache.rglob(".complete"))
+    stamp = marker.stat().st_mtime_ns
+    assert test_script.main(args) == 3  # second run: cached features reused
+    assert marker.stat().st_mtime_ns == stamp
+    assert "could not be scored" in capsys.readouterr().err
+
+
+def test_simplevqa_videos_without_slowfast_weights_name_the_file(trained, tmp_path: Path,
+                                                                 isolated_weight_dirs: Path) -> None:
+    from kvq.weights import MissingWeightsError
+
+    cfg, ckpt = trained
+    data = Path(yaml.safe_load(cfg.read_text())["data"]["train"]["args"]["data_prefix"])
+    with pytest.raises(MissingWeightsError, match="SLOWFAST_8x8_R50.pyth"):
+        test_script.main(["-o", str(cfg), "--checkpoint", str(ckpt), "--videos", str(data / "v0.mp4"),
+                          "--output", str(tmp_path / "s.csv"), "--features", str(tmp_path / "c"), "--no_progress"])
