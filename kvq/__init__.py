@@ -1,10 +1,10 @@
 """KVQ: no-reference quality assessment of short-form videos. `from kvq import load_scorer`
-(imported on first use, so `import kvq.<module>` stays light)."""
+(and `SlowFastOptions`; imported on first use, so `import kvq.<module>` stays light)."""
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["load_scorer"]
+__all__ = ["load_scorer", "SlowFastOptions"]
 
 
 def __getattr__(name: str) -> Any:
@@ -12,4 +12,8 @@ def __getattr__(name: str) -> Any:
         from kvq.scorer import load_scorer
 
         return load_scorer
+    if name == "SlowFastOptions":
+        from kvq.inference import SlowFastOptions
+
+        return SlowFastOptions
     raise AttributeError(f"module 'kvq' has no attribute {name!r}")

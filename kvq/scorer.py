@@ -27,7 +27,9 @@ from kvq.checkpoint import load_checkpoint_file
 from kvq.config import Config, apply_overrides, load_config, validate
 from kvq.device import select_devices
 from kvq.evaluate import predict
-from kvq.inference import SkipUnreadable, checkpoint_for_test, load_model, scoring_spec
+from datasets.decoding import VideoDecodeError
+from kvq.inference import (SkipUnreadable, SlowFastOptions, checkpoint_for_test, features_for_files, load_model,
+                           scoring_spec)
 from kvq.registry import DATASETS
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,10 @@ class Scorer:
     """A model in eval mode plus the views and calibration to score video files with."""
 
     def __init__(self, cfg: Config, checkpoint: str, device: Optional[str | torch.device] = None,
-                 split: Optional[str] = None, checkpoint_obj: Any = None) -> None:
+                 split: Optional[str] = None, checkpoint_obj: Any = None,
+                 slowfast: SlowFastOptions = SlowFastOptions()) -> None:
         self.cfg = cfg
+        self.slowfast = slowfast
         self.checkpoint = str(checkpoint)
         self.device = select_devices(None)[0] if device is None else torch.device(device)
         obj = load_checkpoint_file(checkpoint) if checkpoint_obj is None else checkpoint_obj
@@ -77,8 +81,7 @@ class Scorer:
     def score(self, path: str | Path, root: str | Path | None = None) -> float:
         """One video's score: calibrated (training MOS scale) when the checkpoint has a
         calibration, else the raw output. A video that cannot be scored raises the error naming
-        it: VideoDecodeError (missing or undecodable file), MissingFeatureError (SimpleVQA
-        features not cached)."""
+        it: VideoDecodeError (missing or undecodable file)."""
         return self._run([path], 1, False, root, 0, skip=False).scores[0]
 
     def score_many(self, paths: Sequence[str | Path], batch_size: int = 1, progress: bool = True,
@@ -89,15 +92,17 @@ class Scorer:
 
     def _run(self, paths: Sequence[str | Path], batch_size: int, progress: bool, root: str | Path | None,
              num_workers: int, skip: bool) -> ScoreResult:
-        """Names, and SimpleVQA's cached-feature keys (`data_prefix_3D/<name>/...`), are the
-        paths as given. skip: collect unreadable videos in `errors` instead of raising."""
+        """Names are the paths as given; SimpleVQA's SlowFast features are made (or reused from
+        the cache) first. skip: collect unreadable videos in `errors` instead of raising."""
         names = [str(p) for p in paths]
         records = [VideoRecord(video_name=n, path=str(Path(root) / n) if root is not None else n, label=None, line=i)
                    for i, n in enumerate(names, start=1)]
-        dataset = DATASETS.get(self.spec["type"])(self.spec["args"], records=records)
+        records, spec, errors = features_for_files(records, self.spec, self.slowfast, self.device, progress)
+        if errors and not skip:
+            raise VideoDecodeError(f"{errors[0][0]}: {errors[0][1]}")
+        dataset = DATASETS.get(spec["type"])(spec["args"], records=records)
         loader = DataLoader(SkipUnreadable(dataset) if skip else dataset, batch_size=batch_size, shuffle=False,
                             collate_fn=collate, num_workers=num_workers, pin_memory=self.device.type == "cuda")
-        errors: list[tuple[str, str]] = []
         preds = predict(self.model, loader, self.device, self.cfg["amp"], desc="score", progress=progress,
                         errors=errors)
         calibrated = self.calibration.apply(preds.scores).tolist() if self.calibration else None
@@ -106,16 +111,19 @@ class Scorer:
 
 def load_scorer(config_or_checkpoint: str | Path, checkpoint: Optional[str | Path] = None,
                 device: Optional[str | torch.device] = None, split: Optional[str] = None,
-                overrides: Sequence[str] = ()) -> Scorer:
+                overrides: Sequence[str] = (), slowfast: SlowFastOptions = SlowFastOptions()) -> Scorer:
     """A `Scorer` from a checkpoint written by train.py (it holds its config), or from a config
     file (YAML) whose `test_load_path` / `load_path` names the checkpoint (or pass `checkpoint`).
     device: None = CUDA when present, else the CPU. split: the data section whose views are used
-    (default: test, else val, else train). overrides: `a.b=c` config overrides, as `--set`."""
+    (default: test, else val, else train). overrides: `a.b=c` config overrides, as `--set`.
+    slowfast: SimpleVQA only, which SlowFast network makes the features of scored files and where
+    they are cached (default: Kinetics-400 weights; `SlowFastOptions(pretrained=False)` for
+    checkpoints trained on `SlowFast_features.py --no_pretrained` features, e.g. the demo's)."""
     source = Path(config_or_checkpoint)
     if source.suffix.lower() in CONFIG_SUFFIXES:
         cfg = load_config(source, overrides)
         path = checkpoint_for_test(cfg, str(checkpoint) if checkpoint else None)
-        return Scorer(cfg, path, device, split)
+        return Scorer(cfg, path, device, split, slowfast=slowfast)
     if checkpoint is not None:
         raise ValueError(f"load_scorer({str(source)!r}, checkpoint=...): `checkpoint` goes with a config file")
     obj = load_checkpoint_file(source)
@@ -124,4 +132,4 @@ def load_scorer(config_or_checkpoint: str | Path, checkpoint: Optional[str | Pat
         raise ValueError(f"{source} holds no config (not a checkpoint written by train.py): pass a config file, "
                          f"e.g. load_scorer('config.yml', checkpoint='{source}')")
     cfg = validate(apply_overrides(dict(stored), overrides), f"{source} (stored config)")
-    return Scorer(cfg, str(source), device, split, checkpoint_obj=obj)
+    return Scorer(cfg, str(source), device, split, checkpoint_obj=obj, slowfast=slowfast)

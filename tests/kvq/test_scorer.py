@@ -84,13 +84,23 @@ def test_config_path_uses_test_load_path_and_raw_scores_without_calibration(tmp_
         load_scorer(bare)
 
 
-def test_trained_checkpoint_scores_like_test_py(trained, monkeypatch) -> None:
-    """A train.py checkpoint alone (SimpleVQA; features keyed by the name as given)."""
+def test_trained_checkpoint_scores_like_test_py(trained, tmp_path: Path, monkeypatch) -> None:
+    """A train.py checkpoint alone (SimpleVQA, SlowFast features made on the way) gives the
+    scores `test.py --videos` writes with the same SlowFast network."""
+    import test as test_script
+    from kvq import SlowFastOptions
+
     cfg, ckpt = trained
     data = Path(yaml.safe_load(cfg.read_text())["data"]["train"]["args"]["data_prefix"])
-    scorer = load_scorer(ckpt, device="cpu")
+    scorer = load_scorer(ckpt, device="cpu", slowfast=SlowFastOptions(pretrained=False, cache_dir=tmp_path / "sf"))
     cal = Calibration.from_dict(torch.load(ckpt, weights_only=False)["calibration"])
     result = scorer.score_many(["v0.mp4", "v5.mp4"], root=data, progress=False)
     assert result.calibrated == pytest.approx(cal.apply(result.raw).tolist())
+    out = tmp_path / "s.csv"
+    assert test_script.main(["-o", str(cfg), "--checkpoint", str(ckpt), "--videos", str(data / "v0.mp4"),
+                             str(data / "v5.mp4"), "--output", str(out), "--slowfast_random", "--features",
+                             str(tmp_path / "sf2"), "--no_progress"]) == 0
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    assert result.raw == pytest.approx([float(r[1]) for r in rows], abs=1e-5)
     monkeypatch.chdir(data)
     assert scorer.score("v5.mp4") == pytest.approx(result.scores[1], abs=1e-5)
