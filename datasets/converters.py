@@ -24,7 +24,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from datasets.annotations import AnnotationError
 from kvq.io import atomic_open
@@ -103,6 +103,24 @@ def _all_rows(row: dict[str, str]) -> bool:
     return True
 
 
+def _scored_rows(path: Path, rows: Sequence[tuple[int, dict[str, str]]], name_col: str, score_col: str,
+                 out: Conversion, keep: Callable[[dict[str, str]], bool] = _all_rows
+                 ) -> Iterator[tuple[int, dict[str, str], str, float]]:
+    """(line, row, name, score) of the kept rows; an empty name is an error at its line, a row
+    without a score is skipped and listed in `out.skipped`."""
+    for line, row in rows:
+        if not keep(row):
+            continue
+        name = row.get(name_col, "")
+        if not name:
+            raise ConversionError(f"{path}:{line}: empty {name_col}")
+        score = _score(row.get(score_col), f"{path}:{line}")
+        if score is None:
+            out.skipped.append(f"{path}:{line}: no {score_col} for '{name}'")
+            continue
+        yield line, row, name, score
+
+
 def _id_rows(path: Path, id_columns: Sequence[str], score_columns: Sequence[str], suffix: str,
              keep: Callable[[dict[str, str]], bool] = _all_rows) -> Conversion:
     """Rows of a csv keyed by a content id: filename `<id><suffix>`, group `<id>`."""
@@ -110,16 +128,7 @@ def _id_rows(path: Path, id_columns: Sequence[str], score_columns: Sequence[str]
     id_col = _need(header, id_columns, path, "video id")
     score_col = _need(header, score_columns, path, "MOS")
     out = Conversion()
-    for line, row in rows:
-        if not keep(row):
-            continue
-        vid = row.get(id_col, "")
-        if not vid:
-            raise ConversionError(f"{path}:{line}: empty {id_col}")
-        score = _score(row.get(score_col), f"{path}:{line}")
-        if score is None:
-            out.skipped.append(f"{path}:{line}: no {score_col} for '{vid}'")
-            continue
+    for _, _, vid, score in _scored_rows(path, rows, id_col, score_col, out, keep):
         out.rows.append(Row(vid + suffix, score, vid))
     return out
 
@@ -239,14 +248,7 @@ def kvq(path: Path, opts: Options) -> Conversion:
     name_col = _need(header, ["filename", "name", "file_name", "video_name"], path, "file name")
     score_col = _need(header, ["score", "mos"], path, "score")
     out, bad = Conversion(), []
-    for line, row in rows:
-        name = row.get(name_col, "")
-        if not name:
-            raise ConversionError(f"{path}:{line}: empty {name_col}")
-        score = _score(row.get(score_col), f"{path}:{line}")
-        if score is None:
-            out.skipped.append(f"{path}:{line}: no {score_col} for '{name}'")
-            continue
+    for line, row, name, score in _scored_rows(path, rows, name_col, score_col, out):
         group = row.get("group") or kvq_group(name, opts.group_size)
         if group is None:
             bad.append(f"line {line}: '{name}'")
