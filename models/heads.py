@@ -1,4 +1,5 @@
-"""Regression heads (parameter names as in the reference head.py)."""
+"""Regression heads (parameter names as in the reference head.py). Heads compute in float32 even
+under bf16/fp16 autocast: their long dot products decide the ranking, and are cheap."""
 from __future__ import annotations
 
 import torch
@@ -19,8 +20,9 @@ class VQAHead(nn.Module):
         self.gelu = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc_last(self.dropout(self.gelu(self.fc_hid(self.dropout(x)))))
-        return x.mean((-3, -2, -1))
+        with torch.autocast(x.device.type, enabled=False):  # float32 under bf16/fp16 autocast too
+            x = self.fc_last(self.dropout(self.gelu(self.fc_hid(self.dropout(x.float())))))
+            return x.mean((-3, -2, -1))
 
 
 class SimpleVQAHead(nn.Module):
@@ -34,7 +36,8 @@ class SimpleVQAHead(nn.Module):
         self.quality = nn.Sequential(nn.Linear(in_channels, hidden_channels), nn.Linear(hidden_channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.quality(x).mean(dim=1)
+        with torch.autocast(x.device.type, enabled=False):  # float32 under bf16/fp16 autocast too
+            return self.quality(x.float()).mean(dim=1)
 
 
 HEADS = {"VQAHead": VQAHead, "SimpleVQAHead": SimpleVQAHead}

@@ -25,8 +25,10 @@ DEAD_MLP_REASON = "unused MLP of the reference backbone"
 
 
 def mean_std_pool(x: torch.Tensor) -> torch.Tensor:
-    """[N, C, H, W] -> [N, 2C]: global mean then global (unbiased) std over H*W, per channel."""
-    flat = x.flatten(2)
+    """[N, C, H, W] -> [N, 2C]: global mean then global (unbiased) std over H*W, per channel,
+    computed in float32 (under bf16/fp16 autocast too: a std of low-precision values loses the
+    small differences quality depends on)."""
+    flat = x.flatten(2).float()
     return torch.cat((flat.mean(dim=2), torch.std(flat, dim=2)), dim=1)
 
 

@@ -47,3 +47,18 @@ def test_autocast_off_is_fp32() -> None:
         assert (torch.randn(2, 2) @ torch.randn(2, 2)).dtype == torch.float32
     with autocast(torch.device("cpu"), "bf16"):
         assert (torch.randn(2, 2) @ torch.randn(2, 2)).dtype == torch.bfloat16
+
+
+def test_heads_compute_in_float32_under_autocast() -> None:
+    """Heads keep float32 under bf16 autocast (their long dot products decide the ranking): the
+    same scores as outside autocast for the same (bf16-representable) input."""
+    from models.heads import SimpleVQAHead, VQAHead
+
+    torch.manual_seed(0)
+    for head, x in ((SimpleVQAHead().eval(), torch.randn(2, 4, 9472)),
+                    (VQAHead().eval(), torch.randn(2, 768, 2, 3, 3))):
+        x = x.bfloat16().float()
+        with autocast(torch.device("cpu"), "bf16"):
+            out = head(x)
+        assert out.dtype == torch.float32
+        assert torch.allclose(out, head(x), atol=1e-6)
