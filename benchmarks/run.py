@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed and memory benchmarks: decoding, dataset views, SlowFast extraction, model forward, training.
 
-    python benchmarks/run.py                        # full run (tens of minutes on 2 CPU cores)
+    python benchmarks/run.py                        # full run (about 6 minutes on an idle 2-core CPU)
     python benchmarks/run.py --quick                # tiny clips and sizes (about a minute; CI)
     python benchmarks/run.py --videos DIR --only decode,views --json results.json
 
@@ -167,19 +167,45 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _tree(pid: int) -> list[int]:
+    """pid and its live descendants (Linux /proc)."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        for task in Path(f"/proc/{pids[i]}/task").glob("*"):
+            try:
+                pids += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        i += 1
+    return pids
+
+
+def _hwm_mib(pid: int) -> int:
+    """Peak resident memory (VmHWM) of a live process in MiB; 0 once it is gone."""
+    try:
+        return int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) // 1024
+    except (OSError, AttributeError):
+        return 0
+
+
 def run_measured(cmd: Sequence[str], log_file: Path, env: Optional[dict] = None) -> tuple[float, int]:
-    """Run `cmd`; return (wall seconds, peak RSS in MiB of it and its waited-for children)."""
+    """Run `cmd`; return (wall seconds, peak RSS in MiB of its largest process). The peak is each
+    process's own high-water mark (VmHWM, sampled every 50 ms over the process tree): a forked
+    child's ru_maxrss would include this benchmark's own memory at fork time."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    peaks: dict[int, int] = {}
     with open(log_file, "w") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(cmd), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        while proc.poll() is None:
+            for pid in _tree(proc.pid):
+                peaks[pid] = max(peaks.get(pid, 0), _hwm_mib(pid))
+            time.sleep(0.05)
         seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}); see {log_file}:\n"
                            + log_file.read_text()[-3000:])
-    return seconds, usage.ru_maxrss // 1024  # ru_maxrss is in KiB on Linux
+    return seconds, max(peaks.values(), default=0)
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
