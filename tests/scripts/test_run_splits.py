@@ -159,3 +159,43 @@ def test_ksvqe_lists_group_by_cls_label_and_keep_their_format(data: Path, tmp_pa
     again = read_annotations(part, data, "ksvqe")
     assert [(r.video_name, r.cls_label, r.dis_label, r.label) for r in again] == [
         (r.video_name, r.cls_label, r.dis_label, r.label) for r in pool.records[:3]]
+
+
+def test_walkthrough_on_a_tiny_demo_build(tmp_path: Path, capsys) -> None:
+    """README "Train on your own dataset" at tiny scale: demo dataset -> convert_annotations.py
+    (groups inferred from the KVQ naming) -> run_splits.py with config/demo_splits.yml: 2 splits,
+    1 epoch, every source group in exactly one part. SlowFast features are random files here."""
+    import numpy as np
+
+    from datasets.features import feature_path
+    from kvq.demo_data import DemoParams, build_dataset
+
+    data = tmp_path / "data"
+    build_dataset(data, DemoParams(sources=3, seed=7, duration=1.0, width=64, height=112))
+    spec = importlib.util.spec_from_file_location("convert_annotations", ROOT / "scripts" / "convert_annotations.py")
+    convert = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(convert)
+    assert convert.main(["--format", "kvq", *(str(data / f"{s}.csv") for s in ("train", "val", "test")),
+                         str(data / "all.csv")]) == 0
+    assert "21 videos in 3 groups" in capsys.readouterr().out
+    rng = np.random.default_rng(0)
+    for record in read_annotations(data / "all.csv", data):
+        for i in range(8):
+            for pathway, dim in (("slow", 2048), ("fast", 256)):
+                path = feature_path(tmp_path / "feature", record.video_name, i, pathway)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, rng.random((1, dim, 1, 1, 1), dtype=np.float32))
+    sets = [f"data.train.args.anno_file={data / 'all.csv'}", f"data.train.args.data_prefix={data}",
+            f"data.train.args.data_prefix_3D={tmp_path / 'feature'}", "num_epochs=1", "num_workers=0",
+            "data.train.args.sample_types.simpleVQA.resize=72", "data.train.args.sample_types.simpleVQA.crop=64"]
+    out = tmp_path / "splits"
+    args = ["-o", str(ROOT / "config" / "demo_splits.yml"), "--gpu_id", "cpu", "--no_progress", "--splits", "2",
+            "--val-frac", "0.34", "--test-frac", "0.33", "--out", str(out)]
+    assert load_script().main(args + [a for s in sets for a in ("--set", s)]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["split"] for r in rows[:2]] == ["0", "1"]
+    for i in range(2):
+        groups = {p: {r["group"] for r in csv.DictReader(open(out / f"split_{i:02d}" / f"{p}.csv"))}
+                  for p in ("train", "val", "test")}
+        assert all(groups.values()) and not (groups["train"] & groups["val"] or groups["train"] & groups["test"]
+                                             or groups["val"] & groups["test"])
