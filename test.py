@@ -28,9 +28,8 @@ from kvq.checkpoint import load_checkpoint_file
 from kvq.cli import add_config_args, load, run_main
 from kvq.device import select_devices
 from kvq.evaluate import predict
-from kvq.inference import (SkipUnreadable, SlowFastOptions, checkpoint_for_test, expand_videos, features_for_files,
-                           load_model, scoring_spec, video_records, write_errors, write_predictions)
-from kvq.registry import DATASETS
+from kvq.inference import (SlowFastOptions, checkpoint_for_test, expand_videos, load_model, score_files, scoring_spec,
+                           video_records, write_errors, write_predictions)
 from kvq.metrics import correlation_metrics
 from kvq.plots import scatter_plot
 
@@ -71,21 +70,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load(args)
     split, spec = scoring_spec(cfg, args.split)
     device, _ = select_devices(args.gpu_id)
-    errors: list[tuple[str, str]] | None = None
-    if args.videos:
-        slowfast = SlowFastOptions(not args.slowfast_random, args.slowfast_weights, args.slowfast_seed, args.features)
-        records, spec, errors = features_for_files(video_records(expand_videos(args.videos)), spec, slowfast, device,
-                                                   progress=not args.no_progress)
-        dataset = SkipUnreadable(DATASETS.get(spec["type"])(spec["args"], records=records))
-    else:
-        dataset = build_dataset(spec)
     checkpoint = checkpoint_for_test(cfg, args.checkpoint)
     obj = load_checkpoint_file(checkpoint)
     model = load_model(cfg, checkpoint, device, obj)
     calibration = checkpoint_calibration(obj, checkpoint) if args.videos or args.calibrated else None
-    loader = DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=collate,
-                        num_workers=cfg["num_workers"] if args.num_workers is None else args.num_workers)
-    preds = predict(model, loader, device, cfg["amp"], desc="score", progress=not args.no_progress, errors=errors)
+    num_workers = cfg["num_workers"] if args.num_workers is None else args.num_workers
+    errors: list[tuple[str, str]] = []
+    if args.videos:
+        slowfast = SlowFastOptions(not args.slowfast_random, args.slowfast_weights, args.slowfast_seed, args.features)
+        preds, errors = score_files(model, video_records(expand_videos(args.videos)), spec, slowfast, device,
+                                    cfg["amp"], num_workers=num_workers, progress=not args.no_progress)
+    else:
+        loader = DataLoader(build_dataset(spec), batch_size=1, shuffle=False, collate_fn=collate,
+                            num_workers=num_workers)
+        preds = predict(model, loader, device, cfg["amp"], desc="score", progress=not args.no_progress)
     calibrated = calibration.apply(preds.scores).tolist() if calibration else None
     out = write_predictions(args.output, preds.names, preds.scores, calibrated)
     log.info("wrote %d predictions to %s", len(preds.names), out)

@@ -49,13 +49,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from imageio_ffmpeg import get_ffmpeg_exe  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from datasets import collate  # noqa: E402
 from datasets.annotations import VideoRecord  # noqa: E402
 from datasets.decoding import VideoReader  # noqa: E402
-from datasets.features import feature_path  # noqa: E402
+from datasets.features import write_random_features  # noqa: E402
 from kvq.config import Config, load_config  # noqa: E402
 from kvq.device import autocast, to_channels_last  # noqa: E402
 from kvq.evaluate import clip_inputs, video_scores  # noqa: E402
@@ -233,18 +232,6 @@ def simplevqa_config(plan: Plan, feature_root: Path) -> Config:
                        [f"data.test.args.data_prefix_3D={feature_root}", *plan.simplevqa_overrides])
 
 
-def write_random_features(root: Path, names: Sequence[str], clips: int = 8, seed: int = 0) -> None:
-    """Random SlowFast feature files (the layout of SlowFast_features.py) for `names`."""
-    rng = np.random.default_rng(seed)
-    for name in names:
-        for k in range(clips):
-            for pathway, dim in (("slow", 2048), ("fast", 256)):
-                path = feature_path(root, name, k, pathway)
-                if not path.is_file():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    np.save(path, rng.random((1, dim, 1, 1, 1), dtype=np.float32))
-
-
 def dataset_for(cfg: Config, videos: Sequence[Path]):
     """The test split's Dataset class over `videos` (video_name = file name)."""
     records = [VideoRecord(video_name=p.name, path=str(p), label=None, line=i) for i, p in enumerate(videos, 1)]
@@ -375,7 +362,7 @@ def make_train_data(ctx: Context) -> Path:
     for i in range(n):
         path = make_clip(plan.train_clip, root, SOURCES[i % len(SOURCES)], seed=i)
         names.append(path.name)
-    write_random_features(root / "feat", names)
+    write_random_features(root / "feat", names, np.random.default_rng(0))
     mos = rng.uniform(1, 5, size=n)
     rows = [f"{a},{b:.3f}\n" for a, b in zip(names, mos)]
     (root / "train.csv").write_text("filename,score\n" + "".join(rows[:plan.train_videos]))
@@ -472,7 +459,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         videos = [make_clip(c, work / "clips") for c in plan.clips]
     features = work / "features"
-    write_random_features(features, [v.name for v in videos])
+    write_random_features(features, [v.name for v in videos], np.random.default_rng(0))
     ctx = Context(plan, work, videos, ksvqe_config(plan), simplevqa_config(plan, features))
     summary: dict[str, Any] = {"machine": machine(), "quick": args.quick, "sections": only,
                                "videos": [{"video": v.name, **video_info(v)} for v in videos]}

@@ -6,6 +6,7 @@ Layout (as the seed): `<root>/<video_name>/feature_<i>_{slow,fast}_feature.npy`,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,6 +21,19 @@ class MissingFeatureError(FileNotFoundError):
 def feature_path(root: str | Path, video_name: str, index: int, pathway: str) -> Path:
     """Path of clip `index`'s feature file; pathway is 'slow' or 'fast'."""
     return Path(root) / video_name / f"feature_{index}_{pathway}_feature.npy"
+
+
+def write_random_features(root: str | Path, names: Sequence[str], rng: np.random.Generator,
+                          clips: int = 8) -> None:
+    """Random feature files in the layout above for `names` (tests, benchmarks, demos of the data
+    path without a SlowFast run); files that exist are kept."""
+    for name in names:
+        for k in range(clips):
+            for pathway, dim in (("slow", 2048), ("fast", 256)):
+                path = feature_path(root, name, k, pathway)
+                if not path.is_file():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(path, rng.random((1, dim, 1, 1, 1), dtype=np.float32))
 
 
 def _load(path: Path) -> np.ndarray:

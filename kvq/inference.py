@@ -11,14 +11,16 @@ from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
+from datasets import collate
 from datasets.annotations import VideoRecord
 from datasets.decoding import VideoDecodeError
 from datasets.features import MissingFeatureError
 from datasets.kvq_datasets import SimpleVQADataset
 from kvq.checkpoint import extract_state_dict, load_checkpoint_file, load_into
 from kvq.device import to_channels_last
+from kvq.evaluate import Predictions, predict
 from kvq.io import atomic_open
 from kvq.registry import DATASETS
 from kvq.slowfast_features import build_extractor, extract_features, feature_name, is_complete
@@ -197,3 +199,19 @@ def features_for_files(records: Sequence[VideoRecord], spec: Mapping[str, Any], 
     kept = [r for r in keyed if r.feature_name not in failed]
     errors = [(r.video_name, f"SlowFast features: {failed[r.feature_name]}") for r in keyed if r.feature_name in failed]
     return kept, {**spec, "args": {**spec["args"], "data_prefix_3D": str(folder)}}, errors
+
+
+def score_files(model: nn.Module, records: Sequence[VideoRecord], spec: Mapping[str, Any], slowfast: SlowFastOptions,
+                device: torch.device, amp: str = "off", batch_size: int = 1, num_workers: int = 0,
+                progress: bool = True, skip: bool = True) -> tuple[Predictions, list[tuple[str, str]]]:
+    """Score video files (`video_records`) with the views of `spec`, SimpleVQA's SlowFast
+    features made first (`features_for_files`). skip: videos that cannot be scored are returned
+    as (video, error) and the others scored; otherwise the first one raises VideoDecodeError."""
+    records, spec, errors = features_for_files(records, spec, slowfast, device, progress)
+    if errors and not skip:
+        raise VideoDecodeError(f"{errors[0][0]}: {errors[0][1]}")
+    dataset = DATASETS.get(spec["type"])(spec["args"], records=records)
+    loader = DataLoader(SkipUnreadable(dataset) if skip else dataset, batch_size=batch_size, shuffle=False,
+                        collate_fn=collate, num_workers=num_workers, pin_memory=device.type == "cuda")
+    preds = predict(model, loader, device, amp, desc="score", progress=progress, errors=errors)
+    return preds, errors

@@ -7,7 +7,7 @@
     result.scores, result.raw, result.errors
 
 The same pieces as `test.py --videos`: the config's test (else val, else train) views with
-deterministic sampling, `kvq.evaluate.predict`, and the checkpoint's calibration
+deterministic sampling, `kvq.inference.score_files`, and the checkpoint's calibration
 (kvq/calibration.py) for scores on the training MOS scale.
 """
 from __future__ import annotations
@@ -18,19 +18,13 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
-from torch.utils.data import DataLoader
 
-from datasets import collate
 from datasets.annotations import VideoRecord
 from kvq.calibration import Calibration, checkpoint_calibration
 from kvq.checkpoint import load_checkpoint_file
 from kvq.config import Config, apply_overrides, load_config, validate
 from kvq.device import select_devices
-from kvq.evaluate import predict
-from datasets.decoding import VideoDecodeError
-from kvq.inference import (SkipUnreadable, SlowFastOptions, checkpoint_for_test, features_for_files, load_model,
-                           scoring_spec)
-from kvq.registry import DATASETS
+from kvq.inference import SlowFastOptions, checkpoint_for_test, load_model, score_files, scoring_spec
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +91,8 @@ class Scorer:
         names = [str(p) for p in paths]
         records = [VideoRecord(video_name=n, path=str(Path(root) / n) if root is not None else n, label=None, line=i)
                    for i, n in enumerate(names, start=1)]
-        records, spec, errors = features_for_files(records, self.spec, self.slowfast, self.device, progress)
-        if errors and not skip:
-            raise VideoDecodeError(f"{errors[0][0]}: {errors[0][1]}")
-        dataset = DATASETS.get(spec["type"])(spec["args"], records=records)
-        loader = DataLoader(SkipUnreadable(dataset) if skip else dataset, batch_size=batch_size, shuffle=False,
-                            collate_fn=collate, num_workers=num_workers, pin_memory=self.device.type == "cuda")
-        preds = predict(self.model, loader, self.device, self.cfg["amp"], desc="score", progress=progress,
-                        errors=errors)
+        preds, errors = score_files(self.model, records, self.spec, self.slowfast, self.device, self.cfg["amp"],
+                                    batch_size, num_workers, progress, skip)
         calibrated = self.calibration.apply(preds.scores).tolist() if self.calibration else None
         return ScoreResult(preds.names, preds.scores, calibrated, errors)
 

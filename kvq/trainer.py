@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from datasets import build_dataset, collate
 from kvq.calibration import CHECKPOINT_KEY, calibration_indices, fit_calibration, mos_range
-from kvq.checkpoint import load_into, read_checkpoint
+from kvq.checkpoint import load_checkpoint_file, load_into, read_checkpoint
 from kvq.device import autocast, to_channels_last
 from kvq.ema import ModelEMA
 from kvq.evaluate import Predictions, clip_inputs, predict, video_scores
@@ -384,7 +384,7 @@ class Trainer:
         for tag in shared[0]:
             state: dict[str, Any] = {}
             if self.dist.is_main:
-                state = torch.load(self.ckpt_path(tag), map_location="cpu", weights_only=False)
+                state = load_checkpoint_file(self.ckpt_path(tag))
                 model.load_state_dict(state["state_dict"])
             if self.dist.enabled:
                 for tensor in model.state_dict().values():
@@ -405,7 +405,7 @@ class Trainer:
             fitted[tag] = calibration.to_dict()
             atomic_torch_save({**state, CHECKPOINT_KEY: fitted[tag]}, self.ckpt_path(tag))
         if fitted and self.last_path.is_file():
-            state = torch.load(self.last_path, map_location="cpu", weights_only=False)
+            state = load_checkpoint_file(self.last_path)
             atomic_torch_save({**state, "best_calibration": fitted}, self.last_path)
         if self.dist.enabled:
             dist.barrier()

@@ -30,7 +30,7 @@ def make_tiny_dataset(root: Path, n: int = 6, frames: int = 20, features: bool =
     SlowFast feature files, for end-to-end tests."""
     import numpy as np
 
-    from datasets.features import feature_path
+    from datasets.features import write_random_features
 
     rng = np.random.default_rng(0)
     rows = []
@@ -38,11 +38,7 @@ def make_tiny_dataset(root: Path, n: int = 6, frames: int = 20, features: bool =
         name = f"v{i}.mp4"
         make_video(root / name, size="64x96", frames=frames, source=SOURCES[i % len(SOURCES)])
         if features:
-            for k in range(8):
-                for pathway, dim in (("slow", 2048), ("fast", 256)):
-                    p = feature_path(root / "feat", name, k, pathway)
-                    p.parent.mkdir(parents=True, exist_ok=True)
-                    np.save(p, rng.random((1, dim, 1, 1, 1), dtype=np.float32))
+            write_random_features(root / "feat", [name], rng)
         rows.append((name, 1 + 3 * i / max(n - 1, 1)))
     (root / "train.csv").write_text("filename,score\n" + "".join(f"{a},{b:.3f}\n" for a, b in rows))
     (root / "val.csv").write_text("filename,score\n" + "".join(f"{a},{b:.3f}\n" for a, b in rows[::-1]))

@@ -167,7 +167,7 @@ def test_walkthrough_on_a_tiny_demo_build(tmp_path: Path, capsys) -> None:
     1 epoch, every source group in exactly one part. SlowFast features are random files here."""
     import numpy as np
 
-    from datasets.features import feature_path
+    from datasets.features import write_random_features
     from kvq.demo_data import DemoParams, build_dataset
 
     data = tmp_path / "data"
@@ -178,13 +178,8 @@ def test_walkthrough_on_a_tiny_demo_build(tmp_path: Path, capsys) -> None:
     assert convert.main(["--format", "kvq", *(str(data / f"{s}.csv") for s in ("train", "val", "test")),
                          str(data / "all.csv")]) == 0
     assert "21 videos in 3 groups" in capsys.readouterr().out
-    rng = np.random.default_rng(0)
-    for record in read_annotations(data / "all.csv", data):
-        for i in range(8):
-            for pathway, dim in (("slow", 2048), ("fast", 256)):
-                path = feature_path(tmp_path / "feature", record.video_name, i, pathway)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, rng.random((1, dim, 1, 1, 1), dtype=np.float32))
+    write_random_features(tmp_path / "feature", [r.video_name for r in read_annotations(data / "all.csv", data)],
+                          np.random.default_rng(0))
     sets = [f"data.train.args.anno_file={data / 'all.csv'}", f"data.train.args.data_prefix={data}",
             f"data.train.args.data_prefix_3D={tmp_path / 'feature'}", "num_epochs=1", "num_workers=0",
             "data.train.args.sample_types.simpleVQA.resize=72", "data.train.args.sample_types.simpleVQA.crop=64"]
