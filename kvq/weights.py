@@ -1,9 +1,9 @@
 """One record per pretrained weight file, and how to find it on disk.
 
-Nothing is downloaded here at run time unless the file is absent *and* the network works:
-each record says which file is needed, where it comes from, and where it is looked for.
-A missing file is a `MissingWeightsError` that names the file and its source, never a
-silent fall-back to random initialisation.
+Nothing is downloaded at run time: each record says which file is needed, where it comes
+from, and where it is looked for (a config path, $KVQ_WEIGHTS_DIR, ./pretrained_weights, the
+torch hub cache). A missing file is a `MissingWeightsError` that names the file and its source,
+never a silent fall-back to random initialisation.
 """
 from __future__ import annotations
 

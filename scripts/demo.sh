@@ -5,8 +5,10 @@
 #
 # PRETRAINED=0 (default): random-initialised, frozen ResNet-50 and SlowFast (no weights offline).
 # PRETRAINED=1 (`make demo PRETRAINED=1`): the same recipe on ImageNet ResNet-50 and Kinetics-400
-#   SlowFast weights (frozen features + trained head); stops at once, naming the missing files,
-#   when they are not on disk (see README "Pretrained weights"). Outputs under demo_out/pretrained/.
+#   SlowFast weights (frozen features + trained head), on the ImageNet-sized view (squash to 256,
+#   crop 224) so that fine distortions survive the resize; stops at once, naming the missing
+#   files, when they are not on disk (see README "Pretrained weights"). Outputs under
+#   demo_out/pretrained/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -35,7 +37,9 @@ PYEOF
     SETS=(--set model.args.simpleVQA.backbone.pretrained=true
           --set "test_load_path=$OUT/checkpoint/demo_SimpleVQA_head_val-ltest_n_finetuned.pth")
     for split in train val test; do
-        SETS+=(--set "data.$split.args.data_prefix_3D=$OUT/feature/demo")
+        SETS+=(--set "data.$split.args.data_prefix_3D=$OUT/feature/demo"
+               --set "data.$split.args.sample_types.simpleVQA.resize=256"
+               --set "data.$split.args.sample_types.simpleVQA.crop=224")
     done
     ;;
 *)

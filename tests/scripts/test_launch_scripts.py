@@ -53,6 +53,7 @@ def test_demo_script_modes(pretrained: str, fake_python: Path, tmp_path: Path) -
         for call in [train, *scoring]:
             assert "model.args.simpleVQA.backbone.pretrained=true" in call
             assert "data.test.args.data_prefix_3D=demo_out/pretrained/feature/demo" in call
+            assert "data.train.args.sample_types.simpleVQA.crop=224" in call
         assert "-r demo_out/pretrained/checkpoint" in train
     else:
         assert "--no_pretrained" in slowfast and "--set" not in train
