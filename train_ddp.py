@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
-import torch
-import torch.distributed as dist
-
 from kvq.cli import add_train_args, load, run_main, train_options
-from kvq.trainer import DistInfo, Trainer, setup_logging
+from kvq.distributed import distributed
+from kvq.trainer import Trainer, setup_logging
 
 log = logging.getLogger("train_ddp")
 
@@ -34,26 +31,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def init_distributed(args: argparse.Namespace) -> tuple[DistInfo, torch.device]:
-    """Process group from the launcher's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*)."""
-    local_rank = int(os.environ.get("LOCAL_RANK", args.local_rank or 0))
-    use_cuda = torch.cuda.is_available() and (args.gpu_id or "").lower() != "cpu"
-    if use_cuda:
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    else:
-        device = torch.device("cpu")
-    if "RANK" not in os.environ:
-        log.warning("not started by torchrun / torch.distributed.launch: training in one process")
-        return DistInfo(0, 1, local_rank), device
-    dist.init_process_group("nccl" if use_cuda else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank), device
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    info, device = init_distributed(args)
-    try:
+    with distributed(args.gpu_id, args.local_rank) as (info, device):
         cfg = load(args)
         setup_logging(Path(args.log_dir), cfg["name"], info.rank)
         log.info("world size %d, rank %d, device %s", info.world_size, info.rank, device)
@@ -61,9 +41,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if info.is_main:
             for tag, metrics in best.items():
                 log.info("best %s: %s", "model" if tag == "n" else "EMA", metrics)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
     return 0
 
 

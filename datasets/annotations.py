@@ -39,6 +39,10 @@ class VideoRecord:
     feature_name: Optional[str] = None  # folder of its cached SlowFast features (default video_name)
 
 
+FILENAME_HEADERS = ("filename", "file_name", "name", "video", "video_name")
+UNLABELED_EXTRA_COLUMNS = ("group",)  # columns an unlabeled file may carry besides the file name
+
+
 def _rows(path: Path) -> list[tuple[int, list[str]]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         return [(i, [c.strip() for c in row]) for i, row in enumerate(csv.reader(f), start=1)
@@ -59,8 +63,15 @@ def detect_format(path: str | Path) -> str:
     if not rows:
         raise AnnotationError(f"{path}: the annotation file is empty")
     first = [c.lower() for c in rows[0][1]]
-    if first and first[0] in ("filename", "file_name", "name", "video", "video_name"):
-        return "kvq_csv" if len(first) > 1 and "score" in first or "mos" in first else "unlabeled"
+    if first and first[0] in FILENAME_HEADERS:
+        if "score" in first or "mos" in first:
+            return "kvq_csv"
+        unknown = [c for c in rows[0][1][1:] if c.lower() not in UNLABELED_EXTRA_COLUMNS]
+        if unknown:
+            raise AnnotationError(
+                f"{path}:1: header {rows[0][1]!r} has no 'score' (or 'mos') column but other columns "
+                f"{unknown!r}; name the label column 'score', or keep only 'filename' for an unlabeled file")
+        return "unlabeled"
     if len(first) == 4 and _is_number(rows[0][1][3]):
         return "ksvqe"
     if len(first) == 1:
@@ -82,9 +93,12 @@ def _score(text: str, path: Path, line: int) -> float:
 
 def _int(text: str, what: str, path: Path, line: int) -> int:
     try:
-        return int(float(text))
+        value = float(text)
     except ValueError:
         raise AnnotationError(f"{path}:{line}: {what} {text!r} is not a number") from None
+    if not value.is_integer():
+        raise AnnotationError(f"{path}:{line}: {what} {text!r} is not an integer")
+    return int(value)
 
 
 def read_annotations(path: str | Path, data_prefix: str | Path = "", fmt: str = "auto",
@@ -156,4 +170,4 @@ def _looks_like_data(row: list[str], fmt: str) -> bool:
     """True if the first row is data rather than a header."""
     if fmt == "kvq_csv":
         return len(row) > 1 and _is_number(row[1])
-    return row[0].lower() not in ("filename", "file_name", "name", "video", "video_name")
+    return row[0].lower() not in FILENAME_HEADERS

@@ -8,6 +8,7 @@ name the keys; missing/unexpected keys are reported, never hidden.
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -59,7 +60,10 @@ def load_checkpoint_file(path: str | Path) -> Any:
         known = [r for r in WEIGHTS.values() if path.name in (r.filename, *r.alt_filenames)]
         hint = f"; it is {known[0].notes}, from {known[0].url}" if known else ""
         raise FileNotFoundError(f"checkpoint '{path}' does not exist{hint}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointMismatchError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:

@@ -66,5 +66,5 @@ def run_main(main: Callable[[Sequence[str] | None], int]) -> None:
         sys.exit(main(None))
     except (ConfigError, AnnotationError, VideoDecodeError, MissingFeatureError, CheckpointMismatchError,
             MissingWeightsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        logging.getLogger("kvq").error("error: %s", e)
         sys.exit(2)

@@ -95,6 +95,12 @@ def linear_rescale(pred: Sequence[float], gt: Sequence[float]) -> np.ndarray:
     return (p - np.mean(p)) / std_p * np.std(g) + np.mean(g)
 
 
+def selection_score(metrics: dict) -> float:
+    """SROCC + PLCC, the validation score that picks the best epoch; nan (constant predictions)
+    counts as worst, so a later epoch with defined correlations always replaces it."""
+    return float(np.nan_to_num(metrics["SROCC"] + metrics["PLCC"], nan=-np.inf))
+
+
 def correlation_metrics(pred: Sequence[float], gt: Sequence[float], fit: str = "linear") -> dict:
     """SROCC, PLCC, KROCC, RMSE of predictions [N] against ground truth [N].
 

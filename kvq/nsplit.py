@@ -35,9 +35,10 @@ from kvq.config import Config, ConfigError, validate
 from kvq.evaluate import predict
 from kvq.inference import load_model, write_predictions
 from kvq.io import atomic_open, atomic_write_text
-from kvq.metrics import correlation_metrics
+from kvq.metrics import correlation_metrics, selection_score
 from kvq.plots import splits_box_plot
-from kvq.trainer import DistInfo, TrainOptions, Trainer
+from kvq.distributed import DistInfo
+from kvq.trainer import TrainOptions, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def _run_one(cfg: Config, index: int, parts: Mapping[str, list[int]], groups: Se
     best = trainer.train()
     if not info.is_main:
         return {}
-    tag = max(sorted(best), key=lambda t: np.nan_to_num(best[t]["SROCC"] + best[t]["PLCC"], nan=-np.inf))
+    tag = max(sorted(best), key=lambda t: selection_score(best[t]))
     checkpoint = trainer.ckpt_path(tag)
     test = score_part(split_cfg, "test", checkpoint, device, split_dir / "test_predictions.csv", opts.progress)
     return {"split": index, **{f"n_{p}": len(ix) for p, ix in parts.items()},

@@ -27,37 +27,22 @@ from tqdm import tqdm
 
 from datasets import build_dataset, collate
 from kvq.calibration import CHECKPOINT_KEY, calibration_indices, fit_calibration, mos_range
-from kvq.checkpoint import load_checkpoint_file, load_into, read_checkpoint
+from kvq.checkpoint import CheckpointMismatchError, load_checkpoint_file, load_into, read_checkpoint
+from kvq.config import ConfigError
 from kvq.device import autocast, to_channels_last
+from kvq.distributed import DistInfo
 from kvq.ema import ModelEMA
 from kvq.evaluate import Predictions, clip_inputs, predict, video_scores
 from kvq.inference import SkipUnreadable, train_scoring_spec
 from kvq.io import atomic_torch_save, atomic_write_text
 from kvq.losses import plcc_loss, rank_loss
-from kvq.metrics import correlation_metrics
+from kvq.metrics import correlation_metrics, selection_score
 from kvq.optim import build_optimizer
 from kvq.plots import curves_plot, scatter_plot
 from kvq.schedule import build_scheduler
 from models import create_model
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DistInfo:
-    """Process-group facts (a single process: rank 0 of 1)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 @dataclass
@@ -126,10 +111,13 @@ class Trainer:
         self.seed = opts.seed if opts.seed is not None else cfg["seed"]
         seed_everything(self.seed + self.dist.rank)
         if "train" not in cfg["data"]:
-            raise ValueError(f"{getattr(cfg, 'source', 'config')}: data.train is required for training")
+            raise ConfigError(f"{getattr(cfg, 'source', 'config')}: data.train is required for training")
         self.train_set = build_dataset(cfg["data"]["train"])
         self.train_set.skip_bad_videos = cfg["skip_bad_videos"]
         self.val_set = build_dataset(cfg["data"]["val"]) if "val" in cfg["data"] else None
+        self._check_labeled("train", self.train_set, 1)
+        if self.val_set is not None:
+            self._check_labeled("val", self.val_set, 3)
         self.generator = torch.Generator()
         self.train_loader = self._train_loader()
         self.val_loader = self._val_loader() if self.val_set is not None else None
@@ -162,6 +150,16 @@ class Trainer:
             self._resume(opts.resume_from)
 
     # -- data -------------------------------------------------------------------------------
+    def _check_labeled(self, split: str, data: Dataset, min_videos: int) -> None:
+        """Fail before training (on every rank, so DDP cannot hang) if a split cannot be used."""
+        anno_file = self.cfg["data"][split]["args"]["anno_file"]
+        if not data.has_labels:
+            raise ConfigError(f"data.{split}.args.anno_file '{anno_file}' has no scores; training and validation "
+                             "need a labeled annotation file")
+        if len(data) < min_videos:
+            raise ConfigError(f"data.{split}.args.anno_file '{anno_file}' lists {len(data)} videos; "
+                             f"{split} needs at least {min_videos} (correlations need 3)")
+
     def _train_loader(self) -> DataLoader:
         sampler = None
         if self.dist.enabled:
@@ -197,7 +195,15 @@ class Trainer:
     def last_path(self) -> Path:
         return self.opts.output_dir / f"{self.cfg['name']}_{self.opts.test_set}_last.pth"
 
-    def _state(self, epoch: int) -> dict[str, Any]:
+    def _rng_states(self) -> list[dict[str, Any]]:
+        """Every rank's random state, indexed by rank (a collective call under DDP)."""
+        if not self.dist.enabled:
+            return [rng_state()]
+        states: list[Any] = [None] * self.dist.world_size
+        dist.all_gather_object(states, rng_state())
+        return states
+
+    def _state(self, epoch: int, rng_states: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "state_dict": bare(self.model).state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
@@ -205,28 +211,38 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": epoch,
-            "rng": rng_state(),
+            "rng": rng_states,
             "best": self.best,
             "history": self.history,
             "config": dict(self.cfg),
         }
 
     def _resume(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        missing = [k for k in ("state_dict", "optimizer", "scheduler", "epoch", "rng") if k not in state]
+        state = load_checkpoint_file(path)
+        missing = [k for k in ("state_dict", "optimizer", "scheduler", "epoch", "rng")
+                   if not isinstance(state, dict) or k not in state]
         if missing:
-            raise ValueError(f"{path} is not a training state written by train.py (lacks {missing}); "
-                             "to start from weights only, use load_path in the config")
+            raise CheckpointMismatchError(f"{path} is not a training state written by train.py (lacks {missing}); "
+                                          "to start from weights only, use load_path in the config")
         bare(self.model).load_state_dict(state["state_dict"])
         if self.ema and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
+        elif self.ema:
+            log.warning("%s holds no EMA weights (trained with ema: false); the EMA restarts from the "
+                        "resumed weights", path)
+            self.ema = ModelEMA(bare(self.model), self.cfg["ema_decay"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = state["epoch"] + 1
         self.best = state["best"]
         self.history = state["history"]
-        set_rng_state(state["rng"])
+        states = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        if len(states) != self.dist.world_size:
+            log.warning("%s was written by %d process(es), this run has %d: every process takes the random "
+                        "state of rank 0, so the run does not repeat an uninterrupted one exactly",
+                        path, len(states), self.dist.world_size)
+        set_rng_state(states[self.dist.rank] if len(states) == self.dist.world_size else states[0])
         log.info("resumed from %s at epoch %d", path, self.start_epoch)
 
     # -- training ---------------------------------------------------------------------------
@@ -256,10 +272,12 @@ class Trainer:
             if self.dist.is_main:
                 log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                          for k, v in record.items()))
-                if self.cfg["save_model"]:
-                    if self.val_loader is None:
-                        self._save_best("n", {}, epoch)
-                    atomic_torch_save(self._state(epoch), self.last_path)
+                if self.cfg["save_model"] and self.val_loader is None:
+                    self._save_best("n", {}, epoch)
+            if self.cfg["save_model"]:
+                rng_states = self._rng_states()
+                if self.dist.is_main:
+                    atomic_torch_save(self._state(epoch, rng_states), self.last_path)
         if end == self.cfg["num_epochs"]:
             self.calibrate()
         if self.writer:
@@ -274,7 +292,7 @@ class Trainer:
         """One pass over the training split; returns ({train_loss, train_contrastive_loss (KSVQE)}
         averaged over videos, undecodable videos skipped)."""
         self.model.train()
-        self.generator.manual_seed(self.seed * 1000 + epoch)
+        self.generator.manual_seed(self.seed * 1000 + epoch + 1_000_003 * self.dist.rank)  # rank 0: as one process
         if isinstance(self.train_loader.sampler, DistributedSampler):
             self.train_loader.sampler.set_epoch(epoch)
         weights = self.cfg["loss"]
@@ -343,15 +361,13 @@ class Trainer:
                                         desc=f"validate {tag}", progress=self.opts.progress and self.dist.is_main))
             if not self.dist.is_main:
                 continue
-            if not preds.has_labels:
-                raise ValueError("the validation split has unlabeled videos; give a labeled annotation file")
             metrics = correlation_metrics(preds.scores, preds.labels, self.cfg["metrics_fit"])
             record.update({f"{tag}_{k}": v for k, v in metrics.items() if k in ("SROCC", "PLCC", "KROCC", "RMSE")})
             scatter_plot(preds.scores, preds.labels,
                          self.opts.output_dir / "plots" / f"{self.cfg['name']}_epoch{epoch:03d}_{tag}.png",
                          f"{self.cfg['name']} epoch {epoch} ({'model' if tag == 'n' else 'EMA'})", metrics)
             best = self.best.get(tag)
-            if best is None or metrics["SROCC"] + metrics["PLCC"] > best["SROCC"] + best["PLCC"]:
+            if best is None or selection_score(metrics) > selection_score(best):
                 self.best[tag] = {**{k: metrics[k] for k in ("SROCC", "PLCC", "KROCC", "RMSE")}, "epoch": epoch,
                                   "fit": metrics["fit"]}
                 if self.cfg["save_model"]:

@@ -17,16 +17,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from contextlib import nullcontext
 from typing import Sequence
-
-import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kvq.cli import add_config_args, load, run_main  # noqa: E402
 from kvq.device import select_devices  # noqa: E402
 from kvq.nsplit import GROUP_BY, METRICS, SplitOptions, run_splits, summarize, write_results  # noqa: E402
-from kvq.trainer import DistInfo, setup_logging  # noqa: E402
+from kvq.distributed import DistInfo, distributed  # noqa: E402
+from kvq.trainer import setup_logging  # noqa: E402
 
 log = logging.getLogger("run_splits")
 
@@ -57,14 +57,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if "RANK" in os.environ:
-        from train_ddp import init_distributed
-
-        info, device = init_distributed(args)
+        session = distributed(args.gpu_id, args.local_rank)
         ids: list[int] = []
     else:
-        info = DistInfo()
         device, ids = select_devices(args.gpu_id)
-    try:
+        session = nullcontext((DistInfo(), device))
+    with session as (info, device):
         cfg = load(args)
         out = Path(args.out or Path("runs") / "splits" / cfg["name"])
         setup_logging(out / "log", cfg["name"], info.rank)
@@ -73,9 +71,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                             cfg["seed"] if args.seed is None else args.seed, args.group_by,
                             not args.no_progress, ids, args.sync_bn)
         results = run_splits(cfg, opts, device, info)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
     if not info.is_main:
         return 0
     csv_path, plot = write_results(out, results)

@@ -8,6 +8,8 @@ import yaml
 
 import train
 from kvq import io as kvq_io
+from kvq.checkpoint import CheckpointMismatchError
+from kvq.config import ConfigError
 from tests.media import make_tiny_dataset, simplevqa_config
 
 
@@ -132,3 +134,20 @@ def test_calibration_can_be_disabled(data: Path, tmp_path: Path) -> None:
     run(cfg, tmp_path / "out")
     assert "calibration" not in torch.load(tmp_path / "out" / "tiny_head_val-ltest_n_finetuned.pth",
                                            weights_only=False)
+
+
+def test_unlabeled_training_file_is_refused_before_training(data: Path, tmp_path: Path) -> None:
+    names = [line.split(",")[0] for line in (data / "train.csv").read_text().splitlines()[1:]]
+    (data / "train_unlabeled.csv").write_text("filename\n" + "\n".join(names) + "\n")
+    cfg = simplevqa_config(data, epochs=1)
+    cfg["data"]["train"]["args"]["anno_file"] = str(data / "train_unlabeled.csv")
+    with pytest.raises(ConfigError, match="train_unlabeled.csv' has no scores"):
+        run(write_config(tmp_path / "c.yml", cfg), tmp_path / "out")
+
+
+def test_resume_from_a_corrupt_file_names_it(data: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "last.pth"
+    bad.write_bytes(b"not a checkpoint")
+    cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1))
+    with pytest.raises(CheckpointMismatchError, match="last.pth: not a readable PyTorch checkpoint"):
+        run(cfg, tmp_path / "out", "--resume_from", str(bad))

@@ -46,6 +46,8 @@ def test_ddp_two_processes_match_single_process_metrics(tmp_path: Path, capsys, 
     ckpt = out / "tiny_head_val-ltest_n_finetuned.pth"
     saved = torch.load(ckpt, weights_only=False)["validation_results"]
     assert torch.load(ckpt, weights_only=False)["calibration"]["n"] == 6  # both ranks' train shards
+    rng = torch.load(out / "tiny_val-ltest_last.pth", weights_only=False)["rng"]  # each rank's, for resuming
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
 
     capsys.readouterr()
     assert test_script.main(["-o", str(cfg_path), "--checkpoint", str(ckpt), "--split", "val", "--gpu_id", "cpu",

@@ -51,6 +51,12 @@ def test_unlabeled_csv(videos: Path) -> None:
     assert [r.label for r in recs] == [None, None]
 
 
+def test_unlabeled_csv_may_carry_groups(videos: Path) -> None:
+    f = write(videos / "test.csv", "filename,group\na.mp4,g1\n")
+    assert detect_format(f) == "unlabeled"
+    assert read_annotations(f, videos)[0].label is None
+
+
 @pytest.mark.parametrize(
     "text, fmt, message",
     [
@@ -59,6 +65,9 @@ def test_unlabeled_csv(videos: Path) -> None:
         ("filename,score\na.mp4,1\nb.mp4,2\na.mp4,3\n", "auto", "'a.mp4' on lines 2 and 4"),
         ("a.mp4,1,2,3\nb.mp4,1,2\n", "ksvqe", "ann.csv:2: expected 4 fields"),
         ("a.mp4,1,x,3\n", "ksvqe", "ann.csv:1: dis_label 'x' is not a number"),
+        ("a.mp4,1.7,2,3\n", "ksvqe", "ann.csv:1: cls_label '1.7' is not an integer"),
+        ("a.mp4,inf,2,3\n", "ksvqe", "ann.csv:1: cls_label 'inf' is not an integer"),
+        ("filename,quality\na.mp4,3\n", "auto", "ann.csv:1: header .*'quality'.* has no 'score'"),
         ("filename,score\na.mp4\n", "kvq_csv", "ann.csv:2: expected at least 2 fields"),
         ("", "auto", "empty"),
     ],

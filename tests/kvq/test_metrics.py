@@ -17,6 +17,7 @@ from kvq.metrics import (
     read_prediction_csv,
     read_truth_dir,
     score_files,
+    selection_score,
     weighted_challenge_score,
 )
 
@@ -283,3 +284,10 @@ def test_correlation_input_errors() -> None:
     with pytest.raises(ValueError, match="fit must be"):
         correlation_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], fit="cubic")
 
+
+
+def test_selection_score_ranks_undefined_correlations_last() -> None:
+    undefined = {"SROCC": float("nan"), "PLCC": float("nan")}
+    poor = {"SROCC": -0.9, "PLCC": -0.8}
+    assert selection_score(poor) == pytest.approx(-1.7)
+    assert selection_score(undefined) < selection_score(poor)
