@@ -11,6 +11,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from kvq.io import atomic_open
+
 FEATURE_DIMS = {"Slow": 2048, "Fast": 256, "SlowFast": 2304}
 
 
@@ -33,30 +35,38 @@ def write_random_features(root: str | Path, names: Sequence[str], rng: np.random
                 path = feature_path(root, name, k, pathway)
                 if not path.is_file():
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    np.save(path, rng.random((1, dim, 1, 1, 1), dtype=np.float32))
+                    with atomic_open(path, "wb") as f:
+                        np.save(f, rng.random((1, dim, 1, 1, 1), dtype=np.float32))
 
 
-def _load(path: Path) -> np.ndarray:
+def _load(path: Path, dim: int) -> np.ndarray:
+    """One feature file -> float [dim]; a missing, unreadable or wrong-sized file names itself."""
     if not path.is_file():
         raise MissingFeatureError(
             f"SlowFast feature file '{path}' does not exist; run SlowFast_features.py for this video "
             "(see README) or check data_prefix_3D")
-    return np.load(path).reshape(-1)
+    try:
+        values = np.load(path).reshape(-1)
+    except (ValueError, OSError, EOFError) as e:
+        raise MissingFeatureError(f"SlowFast feature file '{path}' cannot be read ({e}); delete it and run "
+                                  "SlowFast_features.py again") from e
+    if values.size != dim:
+        raise MissingFeatureError(f"SlowFast feature file '{path}' holds {values.size} values, expected {dim} "
+                                  "(shape (1, dim, 1, 1, 1)); delete it and run SlowFast_features.py again")
+    return values
 
 
 def load_clip_features(root: str | Path, video_name: str, feature_type: str = "SlowFast",
                        num_clips: int = 8) -> torch.Tensor:
     """Features of the first `num_clips` clips: float [num_clips, 2048 | 256 | 2304]."""
+    if feature_type not in FEATURE_DIMS:
+        raise ValueError(f"feature_type must be one of {', '.join(FEATURE_DIMS)}, got {feature_type!r}")
     rows = []
     for i in range(num_clips):
         parts = []
         if feature_type in ("Slow", "SlowFast"):
-            parts.append(_load(feature_path(root, video_name, i, "slow")))
+            parts.append(_load(feature_path(root, video_name, i, "slow"), FEATURE_DIMS["Slow"]))
         if feature_type in ("Fast", "SlowFast"):
-            parts.append(_load(feature_path(root, video_name, i, "fast")))
+            parts.append(_load(feature_path(root, video_name, i, "fast"), FEATURE_DIMS["Fast"]))
         rows.append(np.concatenate(parts))
-    out = torch.from_numpy(np.stack(rows).astype(np.float32))
-    if out.shape[1] != FEATURE_DIMS[feature_type]:
-        raise ValueError(f"features of '{video_name}' under '{root}' have {out.shape[1]} values per clip, "
-                         f"expected {FEATURE_DIMS[feature_type]} for feature_type {feature_type}")
-    return out
+    return torch.from_numpy(np.stack(rows).astype(np.float32))

@@ -15,9 +15,10 @@ class Normalization:
     scale: float = 1.0
 
     def __call__(self, video: torch.Tensor) -> torch.Tensor:
+        """[3, T, H, W] uint8 or float -> a new float32 tensor (the input is left unchanged)."""
         mean = torch.tensor(self.mean).view(3, 1, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1, 1)
-        out = video.float()
+        out = video.to(torch.float32, copy=True)
         if self.scale != 1.0:
             out.mul_(self.scale)
         return out.sub_(mean).div_(std)

@@ -111,9 +111,13 @@ def single_thread(worker_id: int) -> None:
 
 def save_video_features(out_dir: Path, name: str, plan: ClipPlan, slow: dict[int, np.ndarray],
                         fast: dict[int, np.ndarray]) -> None:
+    """Write clips 0..n_total-1 of one video (clip i >= n_unique repeats the last distinct one),
+    each file atomically, then the `.complete` marker."""
     folder = out_dir / name
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(plan.n_total):
+    # last clip first: a run killed part-way never leaves clips 0-7 beside missing later ones,
+    # so `is_complete`'s reference-layout rule cannot mistake a partial folder for a finished one
+    for i in reversed(range(plan.n_total)):
         src = min(i, plan.n_unique - 1)
         for pathway, values in (("slow", slow), ("fast", fast)):
             with atomic_open(folder / f"feature_{i}_{pathway}_feature.npy", "wb") as f:

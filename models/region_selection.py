@@ -116,8 +116,9 @@ class RegionSelection(nn.Module):
         n_cols = (gw - k) // s + 1
         group_id = group_id.to(fragment.device)
 
-        if self.sample_type == "random":
-            chosen = torch.randint(scores.shape[1], (b, n_key), device=fragment.device)
+        if self.sample_type == "random":  # in eval a fixed draw, so that scoring is repeatable
+            draw = None if self.training else torch.Generator().manual_seed(0)
+            chosen = torch.randint(scores.shape[1], (b, n_key), generator=draw).to(fragment.device)
         elif not self.training:
             chosen = torch.topk(scores, k=1, dim=-1).indices.view(b, n_key)
         else:
@@ -131,7 +132,7 @@ class RegionSelection(nn.Module):
         chosen = chosen[:, group_id]  # [B, T]
         return self._gather_windows(fragment, chosen, n_cols)
 
-    def _offsets(self, region, n_cols: int):
+    def _offsets(self, region: int | torch.Tensor, n_cols: int) -> tuple[int | torch.Tensor, int | torch.Tensor]:
         """Pixel offsets (top, left) of window `region` (raster index; int or tensor)."""
         step = self.stride * self.anchor_size
         return (region // n_cols) * step, (region % n_cols) * step

@@ -78,3 +78,26 @@ def test_random_network_is_seeded_so_resumed_runs_agree(videos: Path, tmp_path: 
     assert not torch.equal(a.state_dict()[first], b.state_dict()[first])
     assert feature_name("/data/clips/a.mp4") == "data/clips/a.mp4"
     assert not Path(feature_name("../x.mp4")).is_absolute() and ".." not in feature_name("../x.mp4")
+
+
+def test_a_video_interrupted_while_saving_is_not_complete(tmp_path: Path, monkeypatch) -> None:
+    from kvq import slowfast_features as sf
+
+    plan = plan_clips(num_frames=300, fps=30)  # 10 clips: more than the 8 the reference rule checks
+    slow = {i: np.zeros((1, 2048, 1, 1, 1), np.float32) for i in range(plan.n_unique)}
+    fast = {i: np.zeros((1, 256, 1, 1, 1), np.float32) for i in range(plan.n_unique)}
+    real_open, opened = sf.atomic_open, []
+
+    def failing_open(path, *args, **kwargs):
+        opened.append(path)
+        if len(opened) > 2 * plan.n_total - 3:  # killed with a few files still to write
+            raise KeyboardInterrupt
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(sf, "atomic_open", failing_open)
+    with pytest.raises(KeyboardInterrupt):
+        sf.save_video_features(tmp_path, "v.mp4", plan, slow, fast)
+    assert not sf.is_complete(tmp_path, "v.mp4")
+    monkeypatch.setattr(sf, "atomic_open", real_open)
+    sf.save_video_features(tmp_path, "v.mp4", plan, slow, fast)
+    assert sf.is_complete(tmp_path, "v.mp4") and (tmp_path / "v.mp4" / MARKER).is_file()

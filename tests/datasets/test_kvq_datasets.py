@@ -6,7 +6,7 @@ import torch
 
 from datasets import build_dataset, collate
 from datasets.decoding import VideoDecodeError
-from datasets.features import MissingFeatureError, feature_path
+from datasets.features import MissingFeatureError, feature_path, write_random_features
 from tests.media import make_video
 
 
@@ -94,6 +94,22 @@ def test_missing_feature_file_is_named(root: Path, tmp_path: Path) -> None:
     spec["args"]["data_prefix_3D"] = str(tmp_path)
     with pytest.raises(MissingFeatureError, match="feature_0_slow_feature.npy"):
         build_dataset(spec)[0]
+
+
+@pytest.mark.parametrize("content, message", [(b"\x93NUMPY truncated", "cannot be read"),
+                                              (None, "holds 3 values, expected 256")])
+def test_unreadable_or_wrong_sized_feature_file_is_named(root: Path, tmp_path: Path, content, message) -> None:
+    spec = simplevqa_spec(root)
+    spec["args"]["data_prefix_3D"] = str(tmp_path)
+    ds = build_dataset(spec)
+    write_random_features(tmp_path, [ds.records[0].video_name], np.random.default_rng(0))
+    bad = feature_path(tmp_path, ds.records[0].video_name, 3, "fast")
+    if content is None:
+        np.save(bad, np.zeros(3, np.float32))
+    else:
+        bad.write_bytes(content)
+    with pytest.raises(MissingFeatureError, match=f"feature_3_fast_feature.npy.*{message}"):
+        ds[0]
 
 
 def test_bad_video_raises_at_test_and_is_skipped_in_training(root: Path) -> None:

@@ -71,3 +71,10 @@ def test_normalisations() -> None:
     assert torch.allclose(IMAGENET_SEED_0_255(x)[0], torch.tensor((255 - 0.485) / 0.229))
     assert torch.allclose(TECHNICAL(x)[0], torch.tensor((255 - 123.675) / 58.395))
     assert torch.allclose(CLIP(x)[2], torch.tensor((1 - 0.40821073) / 0.27577711))
+
+
+def test_normalisation_leaves_a_float_input_unchanged() -> None:
+    x = torch.full((3, 1, 2, 2), 100.0)
+    out = TECHNICAL(x)
+    assert torch.equal(x, torch.full((3, 1, 2, 2), 100.0))
+    assert torch.allclose(out[0], torch.tensor((100 - 123.675) / 58.395))

@@ -97,6 +97,8 @@ def test_random_picks_valid_windows_in_eval_and_train():
     for mode in (False, True):
         out = RegionSelection(sample_type="random").train(mode)(fragment, score, group_id)
         assert any(torch.equal(out[1, :, 2], w[1, :, 2]) for w in windows)
+    selector = RegionSelection(sample_type="random").eval()
+    assert torch.equal(selector(fragment, score, group_id), selector(fragment, score, group_id))
 
 
 def test_rejects_multinomial_and_unknown_types():
