@@ -15,8 +15,7 @@ class UnifiedFrameSampler:
     __call__(num_frames, train) -> int32 [num_clips * fragments_t * fsize_t].
     """
 
-    def __init__(self, fsize_t: int, fragments_t: int, frame_interval: int = 1, num_clips: int = 1,
-                 drop_rate: float = 0.0) -> None:
+    def __init__(self, fsize_t: int, fragments_t: int, frame_interval: int = 1, num_clips: int = 1) -> None:
         if fsize_t < 1 or fragments_t < 1 or frame_interval < 1 or num_clips < 1:
             raise ValueError(f"sampler sizes must be >= 1, got fsize_t={fsize_t}, fragments_t={fragments_t}, "
                              f"frame_interval={frame_interval}, num_clips={num_clips}")
@@ -24,7 +23,6 @@ class UnifiedFrameSampler:
         self.fragments_t = fragments_t
         self.frame_interval = frame_interval
         self.num_clips = num_clips
-        self.drop_rate = drop_rate
 
     def frame_indices(self, num_frames: int, train: bool, rng: np.random.Generator) -> np.ndarray:
         """One clip's indices (before the modulo)."""
@@ -39,10 +37,6 @@ class UnifiedFrameSampler:
         else:
             offsets = np.zeros(self.fragments_t, dtype=np.int64)
         ranges = np.arange(self.fsize_t)[None, :] * self.frame_interval + offsets[:, None] + tgrids[:, None]
-        n_drop = int(self.fragments_t * self.drop_rate)
-        if n_drop and train:
-            keep = np.sort(rng.permutation(self.fragments_t)[n_drop:])
-            ranges = ranges[keep]
         return ranges.reshape(-1)
 
     def __call__(self, num_frames: int, train: bool = False, rng: Optional[np.random.Generator] = None) -> np.ndarray:

@@ -54,9 +54,8 @@ def string(default: Any = REQUIRED, doc: str = "", nullable: bool = True, **kw: 
     return Opt((str,), default, doc, nullable=nullable, **kw)
 
 
-def mapping(children: Optional[dict[str, Opt]] = None, doc: str = "", each: Optional[Opt] = None,
-            default: Any = None) -> Opt:
-    return Opt((dict,), {} if default is None else default, doc, children=children, each=each)
+def mapping(children: Optional[dict[str, Opt]] = None, doc: str = "", each: Optional[Opt] = None) -> Opt:
+    return Opt((dict,), {}, doc, children=children, each=each)
 
 
 VIEW = mapping(
@@ -304,8 +303,12 @@ def validate(raw: Mapping[str, Any], source: str = "<config>") -> Config:
             if not view.startswith(("technical", "aesthetic", "simpleVQA")):
                 raise ConfigError(f"{source}: 'data.{split}.args.sample_types.{view}': view names must start "
                                   "with technical, aesthetic or simpleVQA")
-            if spec["args"]["sample_types"][view]["arp"]:
+            opts = spec["args"]["sample_types"][view]
+            if opts["arp"]:
                 raise ConfigError(f"{source}: 'data.{split}.args.sample_types.{view}.arp' is not supported")
+            if opts.get("t_frag") and opts["clip_len"] % opts["t_frag"]:
+                raise ConfigError(f"{source}: 'data.{split}.args.sample_types.{view}': clip_len {opts['clip_len']} "
+                                  f"is not a multiple of t_frag {opts['t_frag']}")
     max_videos = data["calibration"]["max_videos"]
     if max_videos is not None and max_videos < 2:
         raise ConfigError(f"{source}: 'calibration.max_videos' must be at least 2 (null = all), got {max_videos}")

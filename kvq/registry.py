@@ -47,9 +47,6 @@ class Registry:
             )
         return self._items[name]
 
-    def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self.get(name)(*args, **kwargs)
-
     def names(self) -> list[str]:
         return sorted(self._items)
 

@@ -23,7 +23,6 @@ from kvq.weights import WEIGHTS, resolve_weight
 log = logging.getLogger(__name__)
 
 CLIP_FRAMES = 32
-SLOW_FRAMES = CLIP_FRAMES // 4
 NUM_BLOCKS = 5
 SLOWFAST_MEAN = WEIGHTS["slowfast_r50_k400"].mean
 SLOWFAST_STD = WEIGHTS["slowfast_r50_k400"].std

@@ -294,7 +294,7 @@ class BasicLayer(nn.Module):
         self.downsample = PatchMerging(dim) if downsample else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, d, h, w = x.shape
+        d, h, w = x.shape[2:]
         window, shift = clamp_window((d, h, w), self.window_size, self.shift_size)
         padded = tuple(-(-n // wn) * wn for n, wn in zip((d, h, w), window))
         mask = shifted_window_mask(padded, window, shift, x.device)

@@ -97,3 +97,10 @@ def test_schema_is_documented() -> None:
 
 def test_readme_documents_every_key() -> None:
     assert describe_schema() in (ROOT / "README.md").read_text()
+
+
+def test_clip_len_must_split_into_t_frag_segments(tmp_path: Path) -> None:
+    path = write(tmp_path, minimal())
+    assert load_config(path, ["data.train.args.sample_types.simpleVQA.t_frag=4"])
+    with pytest.raises(ConfigError, match="clip_len 8 is not a multiple of t_frag 3"):
+        load_config(path, ["data.train.args.sample_types.simpleVQA.t_frag=3"])
