@@ -38,7 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="random-initialised network (demo/tests only; features are not Kinetics features)")
     p.add_argument("--seed", type=int, default=0,
                    help="with --no_pretrained: seed of the random network (the same seed gives the same features)")
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
