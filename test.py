@@ -28,9 +28,9 @@ from kvq.checkpoint import load_checkpoint_file
 from kvq.cli import add_config_args, load, run_main
 from kvq.device import select_devices
 from kvq.evaluate import predict
-from kvq.inference import (SlowFastOptions, checkpoint_for_test, expand_videos, load_model, score_files, scoring_spec,
+from kvq.inference import (SlowFastOptions, checkpoint_for_test, expand_videos, load_model, score_videos, scoring_spec,
                            video_records, write_errors, write_predictions)
-from kvq.metrics import correlation_metrics
+from kvq.metrics import CORRELATIONS, correlation_metrics
 from kvq.plots import scatter_plot
 
 log = logging.getLogger("test")
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors: list[tuple[str, str]] = []
     if args.videos:
         slowfast = SlowFastOptions(not args.slowfast_random, args.slowfast_weights, args.slowfast_seed, args.features)
-        preds, errors = score_files(model, video_records(expand_videos(args.videos)), spec, slowfast, device,
+        preds, errors = score_videos(model, video_records(expand_videos(args.videos)), spec, slowfast, device,
                                     cfg["amp"], num_workers=num_workers, progress=not args.no_progress)
     else:
         loader = DataLoader(build_dataset(spec), batch_size=1, shuffle=False, collate_fn=collate,
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     if preds.has_labels and len(preds.scores) >= 3:
         metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
-        shown = {k: metrics[k] for k in ("SROCC", "PLCC", "KROCC", "RMSE")}
+        shown = {k: metrics[k] for k in CORRELATIONS}
         if calibrated is not None:  # the train-split calibration: no fit to these labels
             shown["RMSE_calibrated"] = float(np.sqrt(np.mean((np.array(calibrated) - np.array(preds.labels)) ** 2)))
         print(" ".join(f"{k} {v:.4f}" for k, v in shown.items()))
@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plot:
             log.info("scatter plot: %s", scatter_plot(preds.scores, preds.labels, args.plot,
                                                       f"{cfg['name']} on data.{split}", metrics))
+    elif not args.videos:
+        reason = "has no labels" if not preds.has_labels else f"has {len(preds.scores)} videos (metrics need 3)"
+        log.info("data.%s %s: no metrics%s", split, reason, " and no --plot" if args.plot else "")
     return 0
 
 

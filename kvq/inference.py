@@ -201,7 +201,7 @@ def features_for_files(records: Sequence[VideoRecord], spec: Mapping[str, Any], 
     return kept, {**spec, "args": {**spec["args"], "data_prefix_3D": str(folder)}}, errors
 
 
-def score_files(model: nn.Module, records: Sequence[VideoRecord], spec: Mapping[str, Any], slowfast: SlowFastOptions,
+def score_videos(model: nn.Module, records: Sequence[VideoRecord], spec: Mapping[str, Any], slowfast: SlowFastOptions,
                 device: torch.device, amp: str = "off", batch_size: int = 1, num_workers: int = 0,
                 progress: bool = True, skip: bool = True) -> tuple[Predictions, list[tuple[str, str]]]:
     """Score video files (`video_records`) with the views of `spec`, SimpleVQA's SlowFast

@@ -95,6 +95,9 @@ def linear_rescale(pred: Sequence[float], gt: Sequence[float]) -> np.ndarray:
     return (p - np.mean(p)) / std_p * np.std(g) + np.mean(g)
 
 
+CORRELATIONS = ("SROCC", "PLCC", "KROCC", "RMSE")  # what validation and scoring report
+
+
 def selection_score(metrics: dict) -> float:
     """SROCC + PLCC, the validation score that picks the best epoch; nan (constant predictions)
     counts as worst, so a later epoch with defined correlations always replaces it."""

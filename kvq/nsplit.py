@@ -35,14 +35,14 @@ from kvq.config import Config, ConfigError, validate
 from kvq.evaluate import predict
 from kvq.inference import load_model, write_predictions
 from kvq.io import atomic_open, atomic_write_text
-from kvq.metrics import correlation_metrics, selection_score
+from kvq.metrics import CORRELATIONS, correlation_metrics, selection_score
 from kvq.plots import splits_box_plot
 from kvq.distributed import DistInfo
 from kvq.trainer import TrainOptions, Trainer
 
 log = logging.getLogger(__name__)
 
-METRICS = ("SROCC", "PLCC", "KROCC", "RMSE")
+METRICS = CORRELATIONS
 GROUP_BY = ("group", "cls_label", "none")
 MIN_PART = 3  # correlation metrics need at least 3 videos
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kvq.io import atomic_open  # noqa: E402
-from kvq.metrics import fit_logistic4, linear_rescale, logistic4  # noqa: E402
+from kvq.metrics import CORRELATIONS, fit_logistic4, linear_rescale, logistic4  # noqa: E402
 
 
 def scatter_plot(pred: Sequence[float], mos: Sequence[float], path: str | Path, title: str = "",
@@ -30,7 +30,7 @@ def scatter_plot(pred: Sequence[float], mos: Sequence[float], path: str | Path, 
     ax.set_ylabel("MOS")
     if metrics:
         title = (title + "\n" if title else "") + "  ".join(
-            f"{k} {metrics[k]:.3f}" for k in ("SROCC", "PLCC", "KROCC", "RMSE") if k in metrics)
+            f"{k} {metrics[k]:.3f}" for k in CORRELATIONS if k in metrics)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)

@@ -7,7 +7,7 @@
     result.scores, result.raw, result.errors
 
 The same pieces as `test.py --videos`: the config's test (else val, else train) views with
-deterministic sampling, `kvq.inference.score_files`, and the checkpoint's calibration
+deterministic sampling, `kvq.inference.score_videos`, and the checkpoint's calibration
 (kvq/calibration.py) for scores on the training MOS scale.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from kvq.calibration import Calibration, checkpoint_calibration
 from kvq.checkpoint import load_checkpoint_file
 from kvq.config import Config, apply_overrides, load_config, validate
 from kvq.device import select_devices
-from kvq.inference import SlowFastOptions, checkpoint_for_test, load_model, score_files, scoring_spec
+from kvq.inference import SlowFastOptions, checkpoint_for_test, load_model, score_videos, scoring_spec
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Scorer:
         names = [str(p) for p in paths]
         records = [VideoRecord(video_name=n, path=str(Path(root) / n) if root is not None else n, label=None, line=i)
                    for i, n in enumerate(names, start=1)]
-        preds, errors = score_files(self.model, records, self.spec, self.slowfast, self.device, self.cfg["amp"],
+        preds, errors = score_videos(self.model, records, self.spec, self.slowfast, self.device, self.cfg["amp"],
                                     batch_size, num_workers, progress, skip)
         calibrated = self.calibration.apply(preds.scores).tolist() if self.calibration else None
         return ScoreResult(preds.names, preds.scores, calibrated, errors)

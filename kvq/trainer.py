@@ -36,7 +36,7 @@ from kvq.evaluate import Predictions, clip_inputs, predict, video_scores
 from kvq.inference import SkipUnreadable, train_scoring_spec
 from kvq.io import atomic_torch_save, atomic_write_text
 from kvq.losses import plcc_loss, rank_loss
-from kvq.metrics import correlation_metrics, selection_score
+from kvq.metrics import CORRELATIONS, correlation_metrics, selection_score
 from kvq.optim import build_optimizer
 from kvq.plots import curves_plot, scatter_plot
 from kvq.schedule import build_scheduler
@@ -362,13 +362,13 @@ class Trainer:
             if not self.dist.is_main:
                 continue
             metrics = correlation_metrics(preds.scores, preds.labels, self.cfg["metrics_fit"])
-            record.update({f"{tag}_{k}": v for k, v in metrics.items() if k in ("SROCC", "PLCC", "KROCC", "RMSE")})
+            record.update({f"{tag}_{k}": v for k, v in metrics.items() if k in CORRELATIONS})
             scatter_plot(preds.scores, preds.labels,
                          self.opts.output_dir / "plots" / f"{self.cfg['name']}_epoch{epoch:03d}_{tag}.png",
                          f"{self.cfg['name']} epoch {epoch} ({'model' if tag == 'n' else 'EMA'})", metrics)
             best = self.best.get(tag)
             if best is None or selection_score(metrics) > selection_score(best):
-                self.best[tag] = {**{k: metrics[k] for k in ("SROCC", "PLCC", "KROCC", "RMSE")}, "epoch": epoch,
+                self.best[tag] = {**{k: metrics[k] for k in CORRELATIONS}, "epoch": epoch,
                                   "fit": metrics["fit"]}
                 if self.cfg["save_model"]:
                     self._save_best(tag, self.best[tag], epoch, model)
