@@ -183,6 +183,8 @@ def youtube_ugc(path: Path, opts: Options) -> Conversion:
         vid_col, mos_col = header
         vid = cells[vid_col] if vid_col < len(cells) else ""
         if not vid:
+            if any(cells):
+                out.skipped.append(f"{path}: sheet MOS row {r}: no 'vid' in {[c for c in cells if c]!r}")
             continue
         score = _score(values[mos_col] if mos_col < len(values) else None, f"{path}: sheet MOS row {r}")
         if score is None:

@@ -51,8 +51,12 @@ def read_openai_visual_state(path: str | os.PathLike) -> dict[str, torch.Tensor]
         with warnings.catch_warnings():  # TorchScript is deprecated, but it is OpenAI's file format
             warnings.simplefilter("ignore", FutureWarning)
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
-    except RuntimeError:
-        state = extract_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except RuntimeError as jit_error:
+        try:
+            state = extract_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as e:  # torch.load raises several kinds for a file that is not a checkpoint
+            raise ValueError(f"{path}: neither OpenAI's TorchScript CLIP archive ({jit_error}) nor a "
+                             f"state dict ({e})") from e
     visual = {k[len("visual."):]: v.float() for k, v in state.items() if k.startswith("visual.")}
     if not visual:
         raise ValueError(f"{path} holds no 'visual.*' tensors: not an OpenAI CLIP checkpoint")

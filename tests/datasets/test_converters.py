@@ -48,11 +48,14 @@ def test_youtube_ugc_xlsx_skips_rows_without_mos(tmp_path: Path) -> None:
     sheet.append(["Animation_1080P-01b3", "Animation", "1080P", 3.981, 3.9, 4.0, 4.1])
     sheet.append(["Gaming_360P-0ef7", "Gaming", "360P", None, 2.1, None, None])
     sheet.append(["Vlog_720P-11c5", "Vlog", "720P", 2.5, 2.4, 2.6, 2.5])
+    sheet.append([None] * 7)  # a blank row: nothing to report
+    sheet.append([None, "Sports", "480P", 3.2, None, None, None])
     book.save(src)
     out = convert("youtube_ugc", [src])
     assert [(r.filename, r.score, r.group) for r in out.rows] == [
         ("Animation_1080P-01b3.mkv", 3.981, "Animation_1080P-01b3"), ("Vlog_720P-11c5.mkv", 2.5, "Vlog_720P-11c5")]
-    assert len(out.skipped) == 1 and "row 3" in out.skipped[0] and "Gaming_360P-0ef7" in out.skipped[0]
+    assert len(out.skipped) == 2 and "row 3" in out.skipped[0] and "Gaming_360P-0ef7" in out.skipped[0]
+    assert "row 6: no 'vid'" in out.skipped[1] and "Sports" in out.skipped[1]
     h264 = convert("youtube_ugc", [src], Options(suffix="_crf_10_ss_00_t_20.0.mp4"))
     assert h264.rows[0].filename == "Animation_1080P-01b3_crf_10_ss_00_t_20.0.mp4"
 

@@ -149,3 +149,10 @@ def test_missing_file_raises_and_pretrained_false_reads_nothing(tmp_path, monkey
     monkeypatch.setattr(torch.jit, "load", no_disk)
     monkeypatch.setattr("models.clip_visual.resolve_weight", no_disk)
     assert ClipVisualAdapter(1, pretrained=False, **TINY).adapter_layer is not None
+
+
+def test_a_file_that_is_no_clip_checkpoint_is_named(tmp_path):
+    bad = tmp_path / "ViT-B-16.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="ViT-B-16.pt: neither OpenAI's TorchScript CLIP archive"):
+        read_openai_visual_state(bad)
