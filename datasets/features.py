@@ -14,6 +14,8 @@ import torch
 from kvq.io import atomic_open
 
 FEATURE_DIMS = {"Slow": 2048, "Fast": 256, "SlowFast": 2304}
+PATHWAY_DIMS = {"slow": 2048, "fast": 256}
+PATHWAYS = {"Slow": ("slow",), "Fast": ("fast",), "SlowFast": ("slow", "fast")}  # files joined per feature_type
 
 
 class MissingFeatureError(FileNotFoundError):
@@ -31,7 +33,7 @@ def write_random_features(root: str | Path, names: Sequence[str], rng: np.random
     path without a SlowFast run); files that exist are kept."""
     for name in names:
         for k in range(clips):
-            for pathway, dim in (("slow", 2048), ("fast", 256)):
+            for pathway, dim in PATHWAY_DIMS.items():
                 path = feature_path(root, name, k, pathway)
                 if not path.is_file():
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,10 +65,6 @@ def load_clip_features(root: str | Path, video_name: str, feature_type: str = "S
         raise ValueError(f"feature_type must be one of {', '.join(FEATURE_DIMS)}, got {feature_type!r}")
     rows = []
     for i in range(num_clips):
-        parts = []
-        if feature_type in ("Slow", "SlowFast"):
-            parts.append(_load(feature_path(root, video_name, i, "slow"), FEATURE_DIMS["Slow"]))
-        if feature_type in ("Fast", "SlowFast"):
-            parts.append(_load(feature_path(root, video_name, i, "fast"), FEATURE_DIMS["Fast"]))
-        rows.append(np.concatenate(parts))
+        rows.append(np.concatenate([_load(feature_path(root, video_name, i, p), PATHWAY_DIMS[p])
+                                    for p in PATHWAYS[feature_type]]))
     return torch.from_numpy(np.stack(rows).astype(np.float32))

@@ -42,7 +42,6 @@ from kvq.trainer import TrainOptions, Trainer
 
 log = logging.getLogger(__name__)
 
-METRICS = CORRELATIONS
 GROUP_BY = ("group", "cls_label", "none")
 MIN_PART = 3  # correlation metrics need at least 3 videos
 
@@ -175,7 +174,7 @@ def score_part(cfg: Mapping[str, Any], part: str, checkpoint: Path, device: torc
     preds = predict(model, loader, device, cfg["amp"], desc=part, progress=progress)
     write_predictions(predictions, preds.names, preds.scores)
     metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
-    return {k: metrics[k] for k in METRICS}
+    return {k: metrics[k] for k in CORRELATIONS}
 
 
 def _manifest(cfg: Config, pool: Pool, groups: Sequence[str], opts: SplitOptions) -> dict[str, Any]:
@@ -239,7 +238,7 @@ def run_splits(cfg: Config, opts: SplitOptions, device: torch.device,
         if info.is_main:
             atomic_write_text(done, json.dumps(result, indent=1))
             results.append(result)
-            log.info("split %d/%d test: %s", i + 1, opts.splits, ", ".join(f"{k} {result[k]:.4f}" for k in METRICS))
+            log.info("split %d/%d test: %s", i + 1, opts.splits, ", ".join(f"{k} {result[k]:.4f}" for k in CORRELATIONS))
         _barrier(info)
     return results if info.is_main else []
 
@@ -275,7 +274,7 @@ def _run_one(cfg: Config, index: int, parts: Mapping[str, list[int]], groups: Se
 def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """{metric: {median, mean, std}} of the test metrics over splits (std: sample, ddof 1)."""
     out = {}
-    for key in METRICS:
+    for key in CORRELATIONS:
         values = np.array([r[key] for r in results], dtype=float)
         out[key] = {"median": float(np.median(values)), "mean": float(values.mean()),
                     "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
@@ -283,7 +282,7 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float
 
 
 RESULT_COLUMNS = ("split", "n_train", "n_val", "n_test", "groups_train", "groups_val", "groups_test", "selected",
-                  "epoch", "val_SROCC", "val_PLCC", *METRICS)
+                  "epoch", "val_SROCC", "val_PLCC", *CORRELATIONS)
 
 
 def write_results(out_dir: Path, results: Sequence[Mapping[str, Any]]) -> tuple[Path, Path]:
@@ -297,8 +296,8 @@ def write_results(out_dir: Path, results: Sequence[Mapping[str, Any]]) -> tuple[
         for r in results:
             w.writerow([f"{r[c]:.6f}" if isinstance(r[c], float) else r[c] for c in RESULT_COLUMNS])
         for stat in ("median", "mean", "std"):
-            w.writerow([stat] + [""] * (len(RESULT_COLUMNS) - 1 - len(METRICS))
-                       + [f"{summary[k][stat]:.6f}" for k in METRICS])
+            w.writerow([stat] + [""] * (len(RESULT_COLUMNS) - 1 - len(CORRELATIONS))
+                       + [f"{summary[k][stat]:.6f}" for k in CORRELATIONS])
     plot = splits_box_plot(results, out_dir / "results_box.png",
                            f"{len(results)} grouped splits: test metrics (epoch chosen on val)")
     return csv_path, plot

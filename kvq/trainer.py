@@ -155,10 +155,10 @@ class Trainer:
         anno_file = self.cfg["data"][split]["args"]["anno_file"]
         if not data.has_labels:
             raise ConfigError(f"data.{split}.args.anno_file '{anno_file}' has no scores; training and validation "
-                             "need a labeled annotation file")
+                              "need a labeled annotation file")
         if len(data) < min_videos:
             raise ConfigError(f"data.{split}.args.anno_file '{anno_file}' lists {len(data)} videos; "
-                             f"{split} needs at least {min_videos} (correlations need 3)")
+                              f"{split} needs at least {min_videos} (correlations need 3)")
 
     def _train_loader(self) -> DataLoader:
         sampler = None
@@ -238,11 +238,13 @@ class Trainer:
         self.best = state["best"]
         self.history = state["history"]
         states = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
-        if len(states) != self.dist.world_size:
+        if len(states) == self.dist.world_size:
+            set_rng_state(states[self.dist.rank])
+        else:
             log.warning("%s was written by %d process(es), this run has %d: every process takes the random "
                         "state of rank 0, so the run does not repeat an uninterrupted one exactly",
                         path, len(states), self.dist.world_size)
-        set_rng_state(states[self.dist.rank] if len(states) == self.dist.world_size else states[0])
+            set_rng_state(states[0])
         log.info("resumed from %s at epoch %d", path, self.start_epoch)
 
     # -- training ---------------------------------------------------------------------------

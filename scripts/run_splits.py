@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kvq.cli import add_config_args, load, run_main  # noqa: E402
 from kvq.device import select_devices  # noqa: E402
-from kvq.nsplit import GROUP_BY, METRICS, SplitOptions, run_splits, summarize, write_results  # noqa: E402
+from kvq.metrics import CORRELATIONS  # noqa: E402
+from kvq.nsplit import GROUP_BY, SplitOptions, run_splits, summarize, write_results  # noqa: E402
 from kvq.distributed import DistInfo, distributed  # noqa: E402
 from kvq.trainer import setup_logging  # noqa: E402
 
@@ -74,11 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not info.is_main:
         return 0
     csv_path, plot = write_results(out, results)
-    print(f"{'split':>5} {'epoch':>5} {'selected':>8} " + " ".join(f"{k:>7}" for k in METRICS))
+    print(f"{'split':>5} {'epoch':>5} {'selected':>8} " + " ".join(f"{k:>7}" for k in CORRELATIONS))
     for r in results:
-        print(f"{r['split']:>5} {r['epoch']:>5} {r['selected']:>8} " + " ".join(f"{r[k]:7.4f}" for k in METRICS))
+        print(f"{r['split']:>5} {r['epoch']:>5} {r['selected']:>8} " + " ".join(f"{r[k]:7.4f}" for k in CORRELATIONS))
     summary = summarize(results)
-    for k in METRICS:
+    for k in CORRELATIONS:
         s = summary[k]
         print(f"test {k}: median {s['median']:.4f}, mean {s['mean']:.4f} ± {s['std']:.4f}")
     print(f"wrote {csv_path} and {plot}")
