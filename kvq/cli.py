@@ -11,6 +11,12 @@ from kvq.config import Config, ConfigError, load_config
 if TYPE_CHECKING:
     from kvq.trainer import TrainOptions
 
+# Exit statuses of every command-line entry point (documented in the README).
+EXIT_OK = 0  # everything done
+EXIT_FAILURE = 1  # an unexpected failure (a bug, out of memory, ...): a traceback is printed
+EXIT_USAGE = 2  # bad usage, config, input file or weights: a message names what is wrong
+EXIT_PARTIAL = 3  # done, but some videos failed (they are listed)
+
 
 def add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     parser.add_argument("-o", "--opt", default=default, required=default is None,
