@@ -16,8 +16,8 @@ from datasets.annotations import VideoRecord, read_annotations
 from datasets.decoding import VideoDecodeError, read_frames
 from datasets.features import load_clip_features
 from datasets.normalize import CLIP, SIMPLEVQA, TECHNICAL
-from datasets.samplers import build_sampler
-from datasets.views import apply_view, resized_view
+from datasets.samplers import SAMPLER_OPTIONS, build_sampler
+from datasets.views import apply_view, resized_view, view_options
 from kvq.registry import DATASETS
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,11 @@ class VideoQualityDataset(Dataset):
         self.skip_bad_videos = False
         self.records = records if records is not None else read_annotations(
             opt["anno_file"], opt.get("data_prefix", ""), opt.get("anno_format", "auto"))
+
+    @classmethod
+    def view_options(cls, view_name: str) -> set[str]:
+        """The options of `sample_types.<view_name>` this dataset reads (kvq.config refuses others)."""
+        return view_options(view_name) | set(SAMPLER_OPTIONS)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -109,6 +114,12 @@ class KSVQEDataset(VideoQualityDataset):
     resize_video:        float [3,T,size_h,size_w] (the raw clip resized, CLIP normalisation)
     dis_label: int, label: float, original_shape: (T,H,W), + common fields.
     """
+
+    @classmethod
+    def view_options(cls, view_name: str) -> set[str]:
+        """A technical view also reads size_h/size_w: the size of its CLIP view (resize_video)."""
+        extra = {"size_h", "size_w"} if view_name.startswith("technical") else set()
+        return super().view_options(view_name) | extra
 
     def make_sample(self, record: VideoRecord) -> dict[str, Any]:
         rng = self._rng()

@@ -47,6 +47,9 @@ class UnifiedFrameSampler:
         return np.mod(inds, num_frames).astype(np.int32)
 
 
+SAMPLER_OPTIONS = ("clip_len", "frame_interval", "num_clips", "t_frag")  # the view options build_sampler reads
+
+
 def build_sampler(view_opts: Mapping) -> UnifiedFrameSampler:
     """The seed's two constructor forms.
 

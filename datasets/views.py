@@ -14,6 +14,7 @@ view is deterministic.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable, Mapping, Optional
 
@@ -131,6 +132,13 @@ def view_function(view_name: str) -> Callable[..., torch.Tensor]:
         if view_name.startswith(prefix):
             return fn
     raise KeyError(f"view '{view_name}': name must start with one of {', '.join(VIEWS)}")
+
+
+def view_options(view_name: str) -> set[str]:
+    """The sample_types options the view `view_name` reads: its function's keyword arguments."""
+    params = inspect.signature(view_function(view_name)).parameters.values()
+    return {p.name for p in params
+            if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("video", "train", "rng", "frame_index")}
 
 
 def apply_view(view_name: str, video: torch.Tensor, opts: Mapping, train: bool,

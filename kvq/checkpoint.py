@@ -51,15 +51,11 @@ def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint_file(path: str | Path) -> Any:
-    """The whole object saved in a checkpoint file (on the CPU); a missing file is an error
-    that says where known weights come from."""
-    path = Path(path)
-    if not path.is_file():
-        from kvq.weights import WEIGHTS
+    """The whole object saved in a checkpoint file (on the CPU), found by `resolve_checkpoint`
+    (a bare file name also where weights are); a missing file is a MissingWeightsError."""
+    from kvq.weights import resolve_checkpoint
 
-        known = [r for r in WEIGHTS.values() if path.name in (r.filename, *r.alt_filenames)]
-        hint = f"; it is {known[0].notes}, from {known[0].url}" if known else ""
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist{hint}")
+    path = resolve_checkpoint(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:

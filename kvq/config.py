@@ -1,21 +1,24 @@
 """YAML configs: the one documented schema, validation, and `--set a.b=c` overrides.
 
-Every key is documented once, here (`SCHEMA`). Loading validates the whole file: an unknown
-key is an error naming the key, the file and the nearest valid key; a wrong type or a missing
-required key is an error too. Defaults are filled in, so code reads `cfg["batch_size"]`
-without `.get`. Backbone arguments (`model.args.<key>.backbone`) are checked against the
-registered backbone's constructor when the model is built.
+Every key is documented once, here (`SCHEMA`). Loading validates the whole file before anything
+is built: an unknown key is an error naming the file, the key path and the nearest valid key; a
+wrong type or a missing required key is an error too. Defaults are filled in, so code reads
+`cfg["batch_size"]` without `.get`. Beyond the schema, the registries decide (`_registries`):
+`model.args.<key>` must be a registered backbone, its `backbone` / `head` arguments keyword
+arguments of the backbone's / head's constructor, `data.<split>.type` a registered dataset, and
+each view of `sample_types` may hold only the options its dataset reads for it.
 """
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
-from kvq.registry import did_you_mean
+from kvq.registry import BACKBONES, DATASETS, Registry, did_you_mean
 
 REQUIRED = object()
 
@@ -76,8 +79,12 @@ VIEW = mapping(
         "random_crop": boolean(False, "", deprecated="stored by the seed without effect; ignored"),
         "arp": boolean(False, "", deprecated="aspect-ratio-preserving resize; not supported, must be false"),
     },
-    "options of one view; the view name's prefix selects the view: technical*, aesthetic*, simpleVQA*",
+    "options of one view; the view name's prefix selects the view: technical*, aesthetic*, simpleVQA*; "
+    "a view holds only the options it reads (the sampler's: clip_len, frame_interval, num_clips, t_frag; "
+    "technical: fragments_*, fsize_*, aligned, and with ViewDecompositionDataset_KVQ size_h/size_w for the "
+    "CLIP view; aesthetic: size_h/size_w; simpleVQA: resize, crop)",
 )
+DEPRECATED_VIEW_KEYS = frozenset(k for k, opt in VIEW.children.items() if opt.deprecated)
 
 DATA_ARGS = mapping(
     {
@@ -106,7 +113,7 @@ DATA_ARGS = mapping(
 
 DATA_SPEC = mapping(
     {
-        "type": string(REQUIRED, "dataset class (ViewDecompositionDataset_KVQ, "
+        "type": string(REQUIRED, "registered dataset class (ViewDecompositionDataset_KVQ, "
                        "ViewDecompositionDataset_add_forSimpleVQA)", nullable=False),
         "args": DATA_ARGS,
     }
@@ -114,10 +121,10 @@ DATA_SPEC = mapping(
 
 MODEL_ENTRY = mapping(
     {
-        "backbone": mapping(None, "backbone constructor arguments (checked against the backbone)",
-                            each=Opt((object,), None)),
-        "head": mapping(None, "head arguments (in_channels, hidden_channels, dropout_ratio)",
-                        each=Opt((object,), None)),
+        "backbone": mapping(None, "backbone constructor arguments (checked against the backbone's "
+                            "constructor; null = its default)", each=Opt((object,), None)),
+        "head": mapping(None, "head arguments (checked against the head's constructor: in_channels, "
+                        "hidden_channels, and dropout_ratio for VQAHead)", each=Opt((object,), None)),
         "backbone_preserve_keys": string(None, "", deprecated="DOVER remnant; ignored"),
         "divide_head": boolean(False, "", deprecated="DOVER remnant; ignored"),
     }
@@ -136,7 +143,8 @@ SCHEMA: dict[str, Opt] = {
     "split_seed": integer(42, "", deprecated="stored by the seed without effect; ignored"),
     "seed": integer(42, "seed for python/numpy/torch and data-loader workers"),
     "ddp": boolean(False, "the config is meant for train_ddp.py (informative)"),
-    "amp": string("off", "mixed precision (training, validation, test.py): off | bf16 | fp16; bf16 autocast "
+    "amp": string("off", "mixed precision (training, validation, test.py): off | bf16 | fp16 (a bare `off`, "
+                  "which YAML reads as false, is off); bf16 autocast "
                   "is the fast inference path on CPUs with AVX512-BF16/AMX (see README: Benchmarks)",
                   choices=["off", "bf16", "fp16"], nullable=False),
     "channels_last": boolean(False, "convolution weights (and so activations) in channels-last memory format "
@@ -184,13 +192,17 @@ SCHEMA: dict[str, Opt] = {
         },
         "optimiser",
     ),
-    "load_path": string(None, "checkpoint loaded after building the model (train and test)"),
+    "load_path": string(None, "checkpoint loaded after building the model (train and test); a bare file "
+                        "name not in the working folder is looked for where weights are (README: pretrained "
+                        "weights)"),
     "test_load_path": string(None, "checkpoint used by test.py (default: load_path)"),
     "data": mapping(None, "datasets: train, val, test", each=DATA_SPEC),
     "model": mapping(
         {
-            "type": string(REQUIRED, "model name (KSVQE, simpleVQA, swin_tiny_grpb, ...)", nullable=False),
-            "args": mapping(None, "<backbone key> -> {backbone: ..., head: ...}", each=MODEL_ENTRY),
+            "type": string(None, "optional, informative (the backbones are the keys of model.args); when "
+                           "given, each comma-separated name must be a key of model.args, as in the "
+                           "reference's configs (KSVQE, simpleVQA)"),
+            "args": mapping(None, "<registered backbone> -> {backbone: ..., head: ...}", each=MODEL_ENTRY),
         },
         "model",
     ),
@@ -293,30 +305,114 @@ class Config(dict):
         self.warnings = warnings
 
 
-def validate(raw: Mapping[str, Any], source: str = "<config>") -> Config:
-    warnings: list[str] = []
-    data = _validate(raw, SCHEMA, "", source, warnings)
-    for split, spec in data["data"].items():
+def _registries() -> tuple[Registry, Mapping[str, type], Registry]:
+    """(BACKBONES, HEADS, DATASETS), filled.
+
+    kvq.config is a base layer: models/ and datasets/ import it, and they register their classes
+    in kvq.registry when imported (which imports torch). So they are imported here, when a config
+    is validated, never at the top of this module: `import kvq.config` stays cheap (`-h`,
+    `describe_schema`) and has no import cycle, and every config is checked against the full
+    registries before anything is built."""
+    import datasets  # noqa: F401  (registers the datasets)
+    import models  # noqa: F401  (registers the backbones)
+    from models.heads import HEADS
+
+    return BACKBONES, HEADS, DATASETS
+
+
+def constructor_args(cls: type, args: Mapping[str, Any], path: str, source: str,
+                     warnings: list[str]) -> dict[str, Any]:
+    """`args` (the config mapping at `path`) checked against the constructor of `cls` (a backbone
+    or a head): null values take the constructor's default (left out); keys in the class's
+    `legacy_args` (reference keys without effect) are left out with a warning; any other key that
+    is not a keyword argument is a ConfigError naming the nearest valid one."""
+    params = [n for n, p in inspect.signature(cls.__init__).parameters.items()
+              if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    legacy: Mapping[str, str] = getattr(cls, "legacy_args", {})
+    out = {}
+    for name, value in args.items():
+        if name in legacy:
+            warnings.append(f"{source}: '{path}.{name}' is ignored: {legacy[name]}")
+        elif name not in params:
+            raise ConfigError(f"{source}: unknown key '{path}.{name}'{did_you_mean(name, params)}; "
+                              f"valid: {', '.join(params)}")
+        elif value is not None:
+            out[name] = value
+    return out
+
+
+def _raw(node: Any, *keys: str) -> Mapping[str, Any]:
+    """The raw (unvalidated) mapping under `keys`; {} where it is absent or null."""
+    for key in keys:
+        node = (node or {}).get(key)
+    return node or {}
+
+
+def _check_model(model: dict, backbones: Registry, heads: Mapping[str, type], source: str,
+                 warnings: list[str]) -> None:
+    """model.args keys are backbones, their arguments the constructors' (cleaned in place)."""
+    if not model["args"]:
+        raise ConfigError(f"{source}: 'model.args' must name at least one backbone (e.g. KSVQE, simpleVQA)")
+    for key, entry in model["args"].items():
+        path = f"model.args.{key}"
+        if key not in backbones:
+            raise ConfigError(f"{source}: '{path}': unknown backbone{did_you_mean(key, backbones.names())}; "
+                              f"known: {', '.join(backbones.names())}")
+        cls = backbones.get(key)
+        entry["backbone"] = constructor_args(cls, entry["backbone"], f"{path}.backbone", source, warnings)
+        entry["head"] = constructor_args(heads[cls.head_type], entry["head"], f"{path}.head", source, warnings)
+    if model["type"] is not None:
+        for name in (n.strip() for n in model["type"].split(",")):
+            if name not in model["args"]:
+                raise ConfigError(f"{source}: 'model.type' names '{name}', which is not a key of model.args "
+                                  f"({', '.join(model['args'])}){did_you_mean(name, model['args'])}")
+
+
+def _check_data(data: dict, raw: Any, datasets: Registry, source: str) -> None:
+    """Splits, dataset types and views (each holds only the options its dataset reads for it)."""
+    for split, spec in data.items():
         if split not in ("train", "val", "test"):
             raise ConfigError(f"{source}: unknown key 'data.{split}'{did_you_mean(split, ['train', 'val', 'test'])}")
-        for view in spec["args"]["sample_types"]:
+        if spec["type"] not in datasets:
+            raise ConfigError(f"{source}: 'data.{split}.type' is {spec['type']!r}, not a dataset"
+                              f"{did_you_mean(spec['type'], datasets.names())}; known: {', '.join(datasets.names())}")
+        dataset = datasets.get(spec["type"])
+        views = spec["args"]["sample_types"]
+        for view, opts in views.items():
+            path = f"data.{split}.args.sample_types.{view}"
             if not view.startswith(("technical", "aesthetic", "simpleVQA")):
-                raise ConfigError(f"{source}: 'data.{split}.args.sample_types.{view}': view names must start "
-                                  "with technical, aesthetic or simpleVQA")
-            opts = spec["args"]["sample_types"][view]
+                raise ConfigError(f"{source}: '{path}': view names must start with technical, aesthetic or simpleVQA")
+            reads = dataset.view_options(view) | DEPRECATED_VIEW_KEYS
+            for key in _raw(raw, "data", split, "args", "sample_types", view):
+                if key not in reads:
+                    raise ConfigError(f"{source}: '{path}.{key}' does not apply to view '{view}' of {spec['type']}"
+                                      f"{did_you_mean(key, reads)}; it reads: {', '.join(sorted(reads))}")
+            opts = views[view] = {k: v for k, v in opts.items() if k in reads}
             if opts["arp"]:
-                raise ConfigError(f"{source}: 'data.{split}.args.sample_types.{view}.arp' is not supported")
+                raise ConfigError(f"{source}: '{path}.arp' is not supported")
             if opts.get("t_frag") and opts["clip_len"] % opts["t_frag"]:
-                raise ConfigError(f"{source}: 'data.{split}.args.sample_types.{view}': clip_len {opts['clip_len']} "
-                                  f"is not a multiple of t_frag {opts['t_frag']}")
+                raise ConfigError(f"{source}: '{path}': clip_len {opts['clip_len']} is not a multiple of "
+                                  f"t_frag {opts['t_frag']}")
+
+
+def validate(raw: Mapping[str, Any], source: str = "<config>") -> Config:
+    """The whole config checked (schema, registries, views) with defaults filled in; any problem
+    is a ConfigError naming `source`, the key path and the nearest valid name."""
+    if isinstance(raw, Mapping) and isinstance(raw.get("amp"), bool):  # YAML 1.1 reads a bare off as false
+        if raw["amp"]:
+            raise ConfigError(f"{source}: key 'amp' is true; say which precision: bf16 or fp16 (or off)")
+        raw = {**raw, "amp": "off"}
+    warnings: list[str] = []
+    data = _validate(raw, SCHEMA, "", source, warnings)
+    backbones, heads, datasets = _registries()
+    _check_data(data["data"], raw, datasets, source)
+    _check_model(data["model"], backbones, heads, source, warnings)
     max_videos = data["calibration"]["max_videos"]
     if max_videos is not None and max_videos < 2:
         raise ConfigError(f"{source}: 'calibration.max_videos' must be at least 2 (null = all), got {max_videos}")
     scale = data["mos_scale"]
     if scale["min"] is not None and scale["max"] is not None and scale["min"] >= scale["max"]:
         raise ConfigError(f"{source}: 'mos_scale.min' ({scale['min']}) must be below 'mos_scale.max' ({scale['max']})")
-    if not data["model"]["args"]:
-        raise ConfigError(f"{source}: 'model.args' must name at least one backbone (e.g. KSVQE, simpleVQA)")
     return Config(data, source, warnings)
 
 

@@ -121,6 +121,39 @@ def sha256sum(path: Path) -> str:
     return h.hexdigest()
 
 
+def _search(names: Sequence[str], record: Optional[WeightRecord] = None) -> Optional[Path]:
+    """The first of `names` found in `search_dirs()` (checked against the record's sha256)."""
+    for d in search_dirs():
+        for n in names:
+            p = d / n
+            if p.is_file():
+                if record is not None and record.sha256 and sha256sum(p) != record.sha256:
+                    raise MissingWeightsError(f"{p} does not match the sha256 of {record.filename}")
+                log.info("using %s from %s", record.name if record else n, p)
+                return p
+    return None
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint named by a config (`load_path`, `test_load_path`) or a flag, found like the
+    weight records' files: the path as given when it exists; else a bare file name (no folder) is
+    looked for in `search_dirs()`. A missing file is a MissingWeightsError naming it, where it
+    was looked for and, for a record's file (e.g. KSVQE_techniqual_pretrainonLSVQ.pth), where to
+    get it."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    record = next((r for r in WEIGHTS.values() if p.name in (r.filename, *r.alt_filenames)), None)
+    bare = p.parent == Path(".")
+    found = _search([p.name], record) if bare else None
+    if found is not None:
+        return found
+    where = ("; looked for it in the working folder, " + ", ".join(str(d) for d in search_dirs())
+             if bare else " (a bare file name is also looked for in $KVQ_WEIGHTS_DIR, ./pretrained_weights, ...)")
+    hint = f"; it is {record.notes or record.name}: get it from {record.url}" if record else ""
+    raise MissingWeightsError(f"checkpoint '{p}' does not exist{where}{hint}")
+
+
 def resolve_weight(name: str, path: Optional[str | os.PathLike] = None) -> Path:
     """Path of the weight file of record `name`.
 
@@ -136,15 +169,9 @@ def resolve_weight(name: str, path: Optional[str | os.PathLike] = None) -> Path:
                 f"get {record.filename} from {record.url}"
             )
         return p
-    names = (record.filename, *record.alt_filenames)
-    for d in search_dirs():
-        for n in names:
-            p = d / n
-            if p.is_file():
-                if record.sha256 and sha256sum(p) != record.sha256:
-                    raise MissingWeightsError(f"{p} does not match the sha256 of {record.filename}")
-                log.info("using %s weights from %s", record.name, p)
-                return p
+    found = _search((record.filename, *record.alt_filenames), record)
+    if found is not None:
+        return found
     raise MissingWeightsError(
         f"pretrained weights '{record.filename}' ({record.notes or record.name}) not found. "
         f"Download it from {record.url} and put it in ./pretrained_weights/ (or set "

@@ -5,41 +5,32 @@ The attribute names make the state-dict keys identical to the reference checkpoi
 """
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from kvq.config import ConfigError
-from kvq.registry import BACKBONES, did_you_mean
+from kvq.config import constructor_args
+from kvq.registry import BACKBONES
 from models.heads import HEADS
 
 log = logging.getLogger(__name__)
 
 
-def backbone_kwargs(key: str, args: Mapping[str, Any], source: str = "<config>") -> dict[str, Any]:
-    """Check `model.args.<key>.backbone` against the backbone's constructor.
-
-    Empty values (None) take the constructor default; keys listed in the backbone's
-    `legacy_args` (seed keys without effect) are dropped with a warning; any other unknown key is
-    a ConfigError naming the nearest valid one.
-    """
-    cls = BACKBONES.get(key)
-    params = [n for n, p in inspect.signature(cls.__init__).parameters.items()
-              if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    legacy: Mapping[str, str] = getattr(cls, "legacy_args", {})
-    out = {}
-    for name, value in (args or {}).items():
-        if name in legacy:
-            log.warning("%s: model.args.%s.backbone.%s is ignored: %s", source, key, name, legacy[name])
-        elif name not in params:
-            raise ConfigError(f"{source}: unknown key 'model.args.{key}.backbone.{name}'"
-                              f"{did_you_mean(name, params)}; valid: {', '.join(params)}")
-        elif value is not None:
-            out[name] = value
+def checked_args(cls: type, args: Mapping[str, Any], path: str, source: str = "<config>") -> dict[str, Any]:
+    """`args` checked against the constructor of `cls` (`kvq.config.constructor_args`; a validated
+    config was checked at load already), warnings logged."""
+    warnings: list[str] = []
+    out = constructor_args(cls, args or {}, path, source, warnings)
+    for w in warnings:
+        log.warning("%s", w)
     return out
+
+
+def backbone_kwargs(key: str, args: Mapping[str, Any], source: str = "<config>") -> dict[str, Any]:
+    """`model.args.<key>.backbone` checked against the backbone's constructor."""
+    return checked_args(BACKBONES.get(key), args, f"model.args.{key}.backbone", source)
 
 
 class VQANetwork(nn.Module):
@@ -55,7 +46,8 @@ class VQANetwork(nn.Module):
             backbone_cls = BACKBONES.get(key)
             backbone = backbone_cls(**backbone_kwargs(key, hypers.get("backbone") or {}, source))
             head_cls = HEADS[backbone_cls.head_type]
-            head_args = {**backbone_cls.head_defaults, **dict(hypers.get("head") or {})}
+            head_args = {**backbone_cls.head_defaults,
+                         **checked_args(head_cls, hypers.get("head") or {}, f"model.args.{key}.head", source)}
             setattr(self, f"{key}_backbone", backbone)
             setattr(self, f"{key}_head", head_cls(**head_args))
             self.key_names.append(key)
