@@ -90,6 +90,121 @@ def test_backbone_argument_typo(tmp_path: Path) -> None:
     assert backbone_kwargs("simpleVQA", {"pretrained": None}) == {}
 
 
+def typo_message(tmp_path: Path, data: dict) -> str:
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    return str(err.value)
+
+
+def test_unknown_backbone_is_named_at_load(tmp_path: Path) -> None:
+    data = minimal()
+    data["model"] = {"args": {"simpleVqa": {"backbone": {"pretrained": False}}}}
+    msg = typo_message(tmp_path, data)
+    assert "'model.args.simpleVqa'" in msg and "did you mean 'simpleVQA'" in msg
+
+
+@pytest.mark.parametrize("part, key, nearest", [("backbone", "pretraned", "pretrained"),
+                                                ("head", "hidden_channel", "hidden_channels")])
+def test_backbone_and_head_argument_typos_are_named_at_load(tmp_path: Path, part: str, key: str,
+                                                            nearest: str) -> None:
+    data = minimal()
+    data["model"]["args"]["simpleVQA"][part] = {key: 1}
+    msg = typo_message(tmp_path, data)
+    assert f"'model.args.simpleVQA.{part}.{key}'" in msg and f"did you mean '{nearest}'" in msg
+
+
+def test_unknown_dataset_type_is_named_at_load(tmp_path: Path) -> None:
+    data = minimal()
+    data["data"]["train"]["type"] = "ViewDecompositionDataset_add_forSimpleVqa"
+    msg = typo_message(tmp_path, data)
+    assert "'data.train.type'" in msg and "did you mean 'ViewDecompositionDataset_add_forSimpleVQA'" in msg
+
+
+def test_view_keys_must_apply_to_the_view(tmp_path: Path) -> None:
+    data = minimal()
+    data["data"]["train"]["args"]["sample_types"]["simpleVQA"]["fragments_h"] = 7
+    msg = typo_message(tmp_path, data)
+    assert "'data.train.args.sample_types.simpleVQA.fragments_h' does not apply" in msg and "crop" in msg
+    # size_h/size_w: read by KSVQE's technical view (its CLIP view), not by SimpleVQA's dataset
+    technical = {"technical": {"fragments_h": 7, "size_h": 112, "clip_len": 8}}
+    data = minimal()
+    data["data"]["train"]["args"]["sample_types"] = technical
+    assert "technical.size_h' does not apply" in typo_message(tmp_path, data)
+    data["data"]["train"]["type"] = "ViewDecompositionDataset_KVQ"
+    view = load_config(write(tmp_path, data))["data"]["train"]["args"]["sample_types"]["technical"]
+    assert view["size_h"] == 112 and view["fsize_h"] == 32 and "resize" not in view  # defaults: what it reads
+
+
+def test_view_options_are_what_the_view_functions_take() -> None:
+    from datasets.views import VIEWS, view_options
+    from kvq.config import VIEW
+
+    for prefix in VIEWS:
+        assert view_options(prefix) <= set(VIEW.children), prefix
+    assert view_options("simpleVQA") == {"resize", "crop"} and view_options("aesthetic_x") == {"size_h", "size_w"}
+
+
+def test_amp_off_as_yaml_writes_it(tmp_path: Path) -> None:
+    path = write(tmp_path, minimal())
+    path.write_text(path.read_text() + "amp: off\n")
+    assert load_config(path)["amp"] == "off"
+    assert load_config(path, ["amp=bf16"])["amp"] == "bf16"
+    with pytest.raises(ConfigError, match="'amp' is true; say which precision"):
+        load_config(path, ["amp=true"])
+
+
+def test_model_type_is_optional_and_must_match_model_args(tmp_path: Path) -> None:
+    data = minimal()
+    del data["model"]["type"]
+    assert load_config(write(tmp_path, data))["model"]["type"] is None
+    data["model"]["type"] = "KSVQE"
+    assert "'model.type' names 'KSVQE', which is not a key of model.args" in typo_message(tmp_path, data)
+
+
+def test_legacy_backbone_keys_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    data = minimal()
+    data["model"] = {"type": "KSVQE", "args": {"KSVQE": {"backbone": {"pretrained": False, "qls_swin": True,
+                                                                        "a1": None}}}}
+    data["data"]["train"]["type"] = "ViewDecompositionDataset_KVQ"
+    cfg = load_config(write(tmp_path, data))
+    assert cfg["model"]["args"]["KSVQE"]["backbone"] == {"pretrained": False}
+    assert any("model.args.KSVQE.backbone.qls_swin' is ignored" in w for w in cfg.warnings)
+
+
+def test_config_typo_exits_2_before_any_model_is_built(tmp_path: Path, monkeypatch, caplog) -> None:
+    import train
+    from kvq.cli import run_main
+
+    data = minimal()
+    data["model"]["args"]["simpleVQA"]["head"] = {"hidden_channel": 8}
+    monkeypatch.setattr("kvq.trainer.create_model", lambda cfg: pytest.fail("model built"))
+    monkeypatch.setattr("sys.argv", ["train.py", "-o", str(write(tmp_path, data)), "-r", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_:
+        run_main(train.main)
+    assert exit_.value.code == 2
+    assert "did you mean 'hidden_channels'" in caplog.text and not (tmp_path / "out").exists()
+
+
+def test_load_path_is_found_where_weights_are(tmp_path: Path, isolated_weight_dirs: Path) -> None:
+    import torch
+
+    from kvq.checkpoint import load_checkpoint_file
+    from kvq.weights import MissingWeightsError
+
+    name = "KSVQE_techniqual_pretrainonLSVQ.pth"
+    with pytest.raises(MissingWeightsError, match=f"'{name}' does not exist.*{isolated_weight_dirs}.*"
+                                                  "KVQ-Challenge-CVPR-NTIRE2024"):
+        load_checkpoint_file(name)
+    torch.save({"state_dict": {"w": torch.ones(1)}}, isolated_weight_dirs / name)
+    assert torch.equal(load_checkpoint_file(name)["state_dict"]["w"], torch.ones(1))
+    cfg = load_config(ROOT / "config" / "Kwai_KSVQE.yml")
+    assert torch.equal(load_checkpoint_file(cfg["load_path"])["state_dict"]["w"], torch.ones(1))
+    with pytest.raises(MissingWeightsError, match="'sub/KSVQE_techniqual_pretrainonLSVQ.pth' does not exist"):
+        load_checkpoint_file(f"sub/{name}")  # a path with a folder must exist as given
+
+
 def test_schema_is_documented() -> None:
     text = describe_schema()
     assert "`optimizer.backbone_lr_mult`" in text and "`data.<name>.args.sample_types`" in text
