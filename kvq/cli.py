@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from kvq.config import Config, ConfigError, load_config
@@ -27,13 +28,24 @@ def add_config_args(parser: argparse.ArgumentParser, default: str | None = None)
                         help="GPUs to use, e.g. '0,1'; 'cpu' (or no CUDA on the machine) runs on the CPU")
 
 
+def output_folder(text: str) -> str:
+    """-r/--resume: a folder; a checkpoint file is a usage error (exit 2)."""
+    if Path(text).suffix.lower() in (".pth", ".pt") or Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"'{text}' is a file: -r is the output folder (checkpoints, plots); "
+                                         f"to continue from a checkpoint, pass --resume_from {text}")
+    return text
+
+
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Flags shared by train.py and train_ddp.py (the reference's names kept)."""
     add_config_args(parser)
     parser.add_argument("-t", "--train_set", default=None, help="accepted for seed compatibility; unused")
     parser.add_argument("-t1", "--test_set", default="val-ltest", help="tag in checkpoint file names")
-    parser.add_argument("-r", "--resume", default="./checkpoint/", help="output folder for checkpoints and plots")
+    parser.add_argument("-r", "--resume", default="./checkpoint/", type=output_folder,
+                        help="output folder for checkpoints and plots")
     parser.add_argument("--resume_from", default=None, help="training state (*_last.pth) to continue from")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train into an output folder that holds checkpoints of this run's name (replaced)")
     parser.add_argument("--stop_after", type=int, default=None,
                         help="run at most this many epochs now (continue later with --resume_from)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's seed)")
@@ -43,14 +55,12 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
 
 def train_options(args: argparse.Namespace, **extra: object) -> "TrainOptions":
     """TrainOptions from the flags of `add_train_args`."""
-    from pathlib import Path
-
     from kvq.trainer import TrainOptions
 
     return TrainOptions(output_dir=Path(args.resume), test_set=args.test_set,
                         resume_from=Path(args.resume_from) if args.resume_from else None, seed=args.seed,
                         log_dir=Path(args.log_dir), progress=not args.no_progress, stop_after=args.stop_after,
-                        **extra)
+                        overwrite=args.overwrite, **extra)
 
 
 def load(args: argparse.Namespace) -> Config:

@@ -254,7 +254,8 @@ def _run_one(cfg: Config, index: int, parts: Mapping[str, list[int]], groups: Se
     last = split_dir / "checkpoint" / f"{cfg['name']}_split_last.pth"
     train_opts = TrainOptions(output_dir=split_dir / "checkpoint", test_set="split",
                               resume_from=last if last.is_file() else None, log_dir=split_dir / "log",
-                              progress=opts.progress, sync_bn=opts.sync_bn, device_ids=opts.device_ids)
+                              progress=opts.progress, sync_bn=opts.sync_bn, device_ids=opts.device_ids,
+                              overwrite=True)  # its own folder (splits.json guards it): no last state = restart
     log.info("split %d/%d: %s", index + 1, opts.splits,
              ", ".join(f"{p} {len(ix)} videos / {len({groups[k] for k in ix})} groups" for p, ix in parts.items()))
     trainer = Trainer(split_cfg, train_opts, device, info)

@@ -39,6 +39,7 @@ from kvq.losses import plcc_loss, rank_loss
 from kvq.metrics import CORRELATIONS, correlation_metrics, selection_score
 from kvq.optim import build_optimizer
 from kvq.plots import curves_plot, scatter_plot
+from kvq.runs import check_output_dir
 from kvq.schedule import build_scheduler
 from models import create_model
 
@@ -55,6 +56,7 @@ class TrainOptions:
     progress: bool = True
     sync_bn: bool = False
     stop_after: Optional[int] = None  # epochs to run in this process (the schedule still spans num_epochs)
+    overwrite: bool = False  # replace this run's checkpoints found in output_dir (kvq.runs)
     device_ids: list[int] = field(default_factory=list)
 
 
@@ -108,6 +110,8 @@ class Trainer:
         self.opts = opts
         self.device = device
         self.dist = dist_info or DistInfo()
+        check_output_dir(opts.output_dir, [self.last_path, self.ckpt_path("n"), self.ckpt_path("s")],
+                         opts.resume_from, opts.overwrite, self.dist)
         self.seed = opts.seed if opts.seed is not None else cfg["seed"]
         seed_everything(self.seed + self.dist.rank)
         if "train" not in cfg["data"]:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo behind `make demo`: build the demo dataset, cache SlowFast features, train SimpleVQA
 # (config/demo_simpleVQA.yml), score the held-out test split, compute the challenge score on the
-# val split, and save scatter plots. Everything lands in demo_out/; re-running reuses what exists.
+# val split, and save scatter plots. Everything lands in demo_out/; re-running reuses the dataset and
+# features and trains afresh (train.py --overwrite).
 #
 # PRETRAINED=0 (default): random-initialised, frozen ResNet-50 and SlowFast (no weights offline).
 # PRETRAINED=1 (`make demo PRETRAINED=1`): the same recipe on ImageNet ResNet-50 and Kinetics-400
@@ -57,7 +58,7 @@ $PY SlowFast_features.py --video_root "$DATA" --video_csv "$DATA/"{train,val,tes
     --feature_save_folder "$OUT/feature" --database demo --num_workers 2 ${SLOWFAST_WEIGHTS[@]+"${SLOWFAST_WEIGHTS[@]}"}
 
 echo "== 3/5 training"
-$PY train.py -o "$CONFIG" -r "$OUT/checkpoint" --log_dir "$OUT/log" ${SETS[@]+"${SETS[@]}"}
+$PY train.py -o "$CONFIG" -r "$OUT/checkpoint" --overwrite --log_dir "$OUT/log" ${SETS[@]+"${SETS[@]}"}
 
 echo "== 4/5 scoring the held-out test split"
 $PY test.py -o "$CONFIG" --split test --output "$OUT/prediction_test.csv" --plot "$OUT/scatter_test.png" \
