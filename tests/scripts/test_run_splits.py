@@ -89,6 +89,10 @@ def test_two_splits_then_resume(data: Path, tmp_path: Path, monkeypatch, capsys)
     assert run(cfg, out) == 0
     assert len(built) == 1 and built[0] is not None and built[0].name.endswith("_last.pth")
     assert (out / "split_01" / "result.json").is_file()
+    # interrupted before its first training state: the split's best checkpoints do not stop a restart
+    (out / "split_01" / "result.json").unlink()
+    next((out / "split_01" / "checkpoint").glob("*_last.pth")).unlink()
+    assert run(cfg, out) == 0 and built[-1] is None
     with pytest.raises(nsplit.SplitsError, match="another seed"):
         run(cfg, out, "--seed", "2")
 
