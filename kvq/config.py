@@ -184,8 +184,10 @@ SCHEMA: dict[str, Opt] = {
         },
         "optimiser",
     ),
-    "load_path": string(None, "checkpoint loaded after building the model (train and test)"),
-    "test_load_path": string(None, "checkpoint used by test.py (default: load_path)"),
+    "load_path": string(None, "checkpoint training starts from, loaded after building the model (may be partial, "
+                              "e.g. a pretrained backbone); never used to score"),
+    "test_load_path": string(None, "checkpoint test.py and load_scorer score with (unless --checkpoint); it must "
+                                   "fill every model key"),
     "data": mapping(None, "datasets: train, val, test", each=DATA_SPEC),
     "model": mapping(
         {

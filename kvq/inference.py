@@ -161,7 +161,8 @@ def expand_videos(patterns: Sequence[str]) -> tuple[list[str], list[tuple[str, s
             else:
                 found[key] = m
     if repeats:
-        log.warning("%d paths name a video already listed (scored once): %s", len(repeats), ", ".join(repeats))
+        log.warning("videos given more than once are scored once; repeated paths (%d): %s", len(repeats),
+                    ", ".join(repeats))
     for pattern, error in missing:
         log.error("--videos %s: %s", pattern, error)
     return list(found.values()), missing

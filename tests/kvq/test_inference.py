@@ -29,7 +29,7 @@ def test_expand_videos_lists_missing_paths_and_reports_duplicates(tmp_path: Path
     assert found == ["a.mp4"]
     assert [m[0] for m in missing] == ["nothing_here*.mp4", "gone.mp4"] and "no such file" in missing[0][1]
     warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    assert "4 paths name a video already listed" in warning and "./a.mp4 (= a.mp4)" in warning and "link.mp4" in warning
+    assert "repeated paths (4)" in warning and "./a.mp4 (= a.mp4)" in warning and "link.mp4" in warning
 
 
 def test_scoring_never_falls_back_to_load_path() -> None:
