@@ -170,7 +170,8 @@ def save_video_features(out_dir: Path, name: str, plan: ClipPlan, slow: dict[int
 
 def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, model: SlowFastExtractor,
                      device: torch.device, size: int = 224, batch_clips: int = 4, num_workers: int = 0,
-                     decoder: str = "decord", progress: bool = True, keep_unrecorded: bool = False) -> dict[str, str]:
+                     decoder: str = "decord", progress: bool = True, keep_unrecorded: bool = False
+                     ) -> dict[str, str]:
     """Extract features of (video_name, path) pairs not done yet (`feature_status`; folders
     without a record of their video kept with keep_unrecorded, else extracted again); returns
     {video: error}."""

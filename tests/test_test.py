@@ -60,7 +60,8 @@ def test_empty_checkpoint_is_refused_with_exit_2(trained, tmp_path: Path, monkey
     cfg, _ = trained
     empty, out = tmp_path / "empty.pth", tmp_path / "p.csv"
     torch.save({}, empty)
-    with pytest.raises(CheckpointMismatchError, match=r"empty.pth: .* model keys are not in the checkpoint \(simpleVQA"):
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"empty.pth: .* model keys are not in the checkpoint \(simpleVQA"):
         test_script.main(["-o", str(cfg), "--checkpoint", str(empty), "--output", str(out), "--no_progress"])
     monkeypatch.setattr(sys, "argv", ["test.py", "-o", str(cfg), "--checkpoint", str(empty), "--output", str(out)])
     with pytest.raises(SystemExit) as exit_status:
@@ -193,7 +194,8 @@ def test_score_any_video_lists_undecodable_ones(tmp_path: Path, capsys, caplog) 
     assert errors[0] == ["filename", "error"]
     reasons = dict(errors[1:])
     assert set(reasons) == {str(clips / "broken.mp4"), str(clips / "still.mp4"), str(tmp_path / "missing.mp4")}
-    assert "still image" in reasons[str(clips / "still.mp4")] and "no such file" in reasons[str(tmp_path / "missing.mp4")]
+    assert "still image" in reasons[str(clips / "still.mp4")]
+    assert "no such file" in reasons[str(tmp_path / "missing.mp4")]
     assert "3 of 5 videos could not be scored" in capsys.readouterr().err
     assert f"repeated paths (1): {clips / 'a.mp4'}" in caplog.text
 
