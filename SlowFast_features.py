@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build_extractor(not args.no_pretrained, args.weights, args.seed)
     out = Path(args.feature_save_folder) / args.database
     errors = extract_features([(r.video_name, r.path) for r in records], out, model, device, args.resize,
-                              args.batch_clips, args.num_workers, progress=not args.no_progress)
+                              args.batch_clips, args.num_workers, progress=not args.no_progress, keep_unrecorded=True)
     if errors:
         print(f"{len(errors)} videos could not be decoded:\n  " + "\n  ".join(f"{k}: {v}" for k, v in errors.items()),
               file=sys.stderr)

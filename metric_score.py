@@ -16,14 +16,12 @@ Unusable inputs: every problem is listed on stderr and the exit status is 2.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from kvq.io import atomic_write_text
-from kvq.metrics import ScoringError, score_files
+from kvq.metrics import ScoringError, metrics_json, score_files
 
 RESULT_KEYS = ("score", "SROCC", "PLCC", "acc_nonsource", "acc_source")
 PREDICTION_NAME = "prediction.csv"
@@ -44,8 +42,7 @@ def format_table(result: dict) -> str:
 
 def result_json(result: dict) -> str:
     """One-line JSON of the five challenge numbers; nan (undefined correlation) becomes null."""
-    values = {k: (None if math.isnan(result[k]) else result[k]) for k in RESULT_KEYS}
-    return json.dumps(values, allow_nan=False)
+    return metrics_json({k: result[k] for k in RESULT_KEYS})
 
 
 def codalab_scores(result: dict) -> str:

@@ -455,7 +455,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         plan = replace(plan, repeat=args.repeat)
     work = args.work / ("quick" if args.quick else "full")
     if args.videos:
-        videos = [Path(p) for p in expand_videos(args.videos)]
+        paths, missing = expand_videos(args.videos)
+        if missing:
+            print("error: " + "; ".join(f"--videos {p}: {e}" for p, e in missing), file=sys.stderr)
+            return 2
+        videos = [Path(p) for p in paths]
     else:
         videos = [make_clip(c, work / "clips") for c in plan.clips]
     features = work / "features"

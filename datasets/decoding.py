@@ -3,13 +3,21 @@
 Each distinct requested frame is decoded and stored once (`read_unique`: the distinct frames plus
 an index that maps requests to them, so overlapping clips cost no full-resolution copies); decord's
 output buffer is handed over without a copy. Every failure is a `VideoDecodeError` that names the
-file; nothing is padded with zeros or silently dropped.
+file; nothing is padded with zeros or silently dropped. A still image (PNG, JPEG, ... whatever its
+file name) is not a video: FFmpeg opens it with an image demuxer (`image2` or `*_pipe`, e.g.
+`png_pipe`), which is refused; a one-frame video in a video container is accepted.
+
+The decoders' own messages (FFmpeg's "[mov,mp4,...] moov atom not found", decord's "ERROR opening")
+stay off stderr unless `set_decoder_verbosity(True)` (the CLIs' -v): the failure is reported once,
+in the VideoDecodeError.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from torch.utils.dlpack import from_dlpack
@@ -19,6 +27,52 @@ log = logging.getLogger(__name__)
 
 class VideoDecodeError(RuntimeError):
     """A video that cannot be decoded (corrupt, truncated, empty, not a video)."""
+
+
+class NotAVideoError(VideoDecodeError):
+    """A file that decodes, but as a still image."""
+
+
+_verbose = False  # inherited by forked data-loader workers
+
+
+def set_decoder_verbosity(verbose: bool) -> None:
+    """verbose: FFmpeg/decord messages on stderr (decord's default ERROR level; PyAV's at WARNING,
+    through Python logging as `libav.*`); otherwise (the default) none of them."""
+    global _verbose
+    _verbose = verbose
+    import av.logging
+
+    av.logging.set_level(av.logging.WARNING if verbose else None)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Unless verbose, point file descriptor 2 at /dev/null: decord prints its "ERROR opening"
+    line from C++ (dmlc logging), which no setting turns off. Process-wide while it lasts, so it
+    wraps only the opening of a file."""
+    try:
+        saved = -1 if _verbose else os.dup(2)
+    except OSError:  # no stderr to silence
+        saved = -1
+    if saved < 0:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+IMAGE_DEMUXERS = ("image2",)  # and every "*_pipe" demuxer (png_pipe, jpeg_pipe, webp_pipe, ...)
+
+
+def is_image_format(format_name: str) -> bool:
+    """True for FFmpeg's still-image demuxers."""
+    return any(n in IMAGE_DEMUXERS or n.endswith("_pipe") for n in format_name.split(","))
 
 
 def _check_file(path: str) -> None:
@@ -56,8 +110,10 @@ class DecordReader(_Reader):
         import decord
 
         self.path = path
+        decord.logging.set_level(decord.logging.ERROR if _verbose else decord.logging.QUIET)  # FFmpeg's messages
         try:
-            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+            with _quiet_stderr():
+                self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
             self.num_frames = len(self._vr)
         except Exception as e:  # decord raises its own DECORDError and RuntimeError
             raise VideoDecodeError(f"{path}: decord cannot open it: {e}") from e
@@ -91,6 +147,9 @@ class PyAVReader(_Reader):
         self.path = path
         try:
             with av.open(path) as container:
+                if is_image_format(container.format.name):
+                    raise NotAVideoError(f"{path}: a still image (FFmpeg format {container.format.name}), "
+                                         "not a video")
                 if not container.streams.video:
                     raise VideoDecodeError(f"{path}: the file has no video stream")
                 stream = container.streams.video[0]
@@ -152,6 +211,8 @@ class VideoReader:
             name = self._order.pop(0)
             try:
                 return READERS[name](self.path)
+            except NotAVideoError:
+                raise
             except VideoDecodeError as e:
                 self._errors.append(str(e))
                 log.debug("%s", e)

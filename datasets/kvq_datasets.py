@@ -153,11 +153,12 @@ class SimpleVQADataset(VideoQualityDataset):
     def make_sample(self, record: VideoRecord) -> dict[str, Any]:
         rng = self._rng()
         sample: dict[str, Any] = {}
+        # decoded first: an undecodable video (which has no features either) is named as such
+        video, index, frame_inds, _ = self.decode_views(record, rng)
         if "simpleVQA" in self.sample_types:
             n = self.sample_types["simpleVQA"]["clip_len"]
             sample["feat"] = load_clip_features(self.feature_root, record.feature_name or record.video_name,
                                                 self.feature_type, n)
-        video, index, frame_inds, _ = self.decode_views(record, rng)
         for name, opts in self.sample_types.items():
             view = apply_view(name, video, opts, self.train, rng, index[name])
             sample[name] = self.normalize(view) if name.startswith("simpleVQA") else TECHNICAL(view)

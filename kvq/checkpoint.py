@@ -4,6 +4,13 @@ Accepted layouts: a bare state dict, `{"state_dict": ...}`, `{"model": ...}`; ke
 without DataParallel/DDP's `module.` prefix. Each backbone may translate reference key names
 (`remap_reference_keys`) and name keys it drops on purpose. Shape mismatches are errors that
 name the keys; missing/unexpected keys are reported, never hidden.
+
+Scoring (`load_into(..., strict=True)`, used by test.py and `load_scorer`) needs a checkpoint that
+fills every model key: checkpoints written by train.py and reference-trained checkpoints hold the
+whole network, the frozen CLIP/CONTRIQUE towers of KSVQE included. The only model keys a checkpoint
+may leave out are integer buffers (`relative_position_index`, `num_batches_tracked`): the model
+builds them itself and they hold no learned values. Keys of the checkpoint that the model does not
+have are an error too, except those a backbone drops on purpose (`LoadReport.dropped`).
 """
 from __future__ import annotations
 
@@ -88,10 +95,19 @@ def remap_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tup
     return mapped, dropped
 
 
+MAX_NAMED = 5  # keys named in a strict-load error
+
+
+def _first(keys: list[str]) -> str:
+    return ", ".join(keys[:MAX_NAMED]) + (", ..." if len(keys) > MAX_NAMED else "")
+
+
 def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool = False) -> LoadReport:
     """Load a (reference or own) state dict into `model`; raise on shape mismatch.
 
-    `strict=True` also raises when keys are missing or unexpected.
+    `strict=True` (scoring) also raises CheckpointMismatchError when model keys are missing
+    (integer buffers the model builds itself aside) or checkpoint keys are unexpected (keys
+    dropped on purpose aside), naming how many and the first ones.
     """
     state = extract_state_dict(state)
     mapped, dropped = remap_state_dict(model, state)
@@ -106,9 +122,15 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool 
         )
     result = model.load_state_dict(mapped, strict=False)
     report = LoadReport(list(result.missing_keys), list(result.unexpected_keys), dropped)
-    if strict and (report.missing or report.unexpected):
-        raise CheckpointMismatchError(
-            f"strict load failed: missing {report.missing[:10]}, unexpected {report.unexpected[:10]}")
+    if strict:
+        unfilled = [k for k in report.missing if own[k].is_floating_point()]
+        problems = ([f"{len(unfilled)} of {len(own)} model keys are not in the checkpoint ({_first(unfilled)})"]
+                    if unfilled else [])
+        problems += ([f"{len(report.unexpected)} checkpoint keys are not in the model ({_first(report.unexpected)})"]
+                     if report.unexpected else [])
+        if problems:
+            raise CheckpointMismatchError("checkpoint does not fill the model built from the config: "
+                                          + "; ".join(problems))
     for k, why in dropped.items():
         log.info("checkpoint key %s dropped: %s", k, why)
     if report.unexpected:

@@ -19,8 +19,9 @@ EXIT_USAGE = 2  # bad usage, config, input file or weights: a message names what
 EXIT_PARTIAL = 3  # done, but some videos failed (they are listed)
 
 
-def add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
-    parser.add_argument("-o", "--opt", default=default, required=default is None,
+def add_config_args(parser: argparse.ArgumentParser, default: str | None = None, optional: bool = False) -> None:
+    """-o/--opt (required unless it has a `default` or is `optional`), --set, --gpu_id."""
+    parser.add_argument("-o", "--opt", default=default, required=default is None and not optional,
                         help="YAML config file (see README: configuration)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config value, e.g. --set optimizer.lr=1e-4 (repeatable)")

@@ -192,10 +192,11 @@ SCHEMA: dict[str, Opt] = {
         },
         "optimiser",
     ),
-    "load_path": string(None, "checkpoint loaded after building the model (train and test); a bare file "
-                        "name not in the working folder is looked for where weights are (README: pretrained "
-                        "weights)"),
-    "test_load_path": string(None, "checkpoint used by test.py (default: load_path)"),
+    "load_path": string(None, "checkpoint training starts from, loaded after building the model (may be partial, "
+                              "e.g. a pretrained backbone); never used to score; a bare file name not in the "
+                              "working folder is looked for where weights are (README: pretrained weights)"),
+    "test_load_path": string(None, "checkpoint test.py and load_scorer score with (unless --checkpoint); it must "
+                                   "fill every model key; found like load_path"),
     "data": mapping(None, "datasets: train, val, test", each=DATA_SPEC),
     "model": mapping(
         {

@@ -18,7 +18,8 @@ from datasets.annotations import VideoRecord
 from datasets.decoding import VideoDecodeError
 from datasets.features import MissingFeatureError
 from datasets.kvq_datasets import SimpleVQADataset
-from kvq.checkpoint import extract_state_dict, load_checkpoint_file, load_into
+from kvq.checkpoint import CheckpointMismatchError, extract_state_dict, load_checkpoint_file, load_into
+from kvq.config import Config, ConfigError, apply_overrides, validate
 from kvq.device import to_channels_last
 from kvq.evaluate import Predictions, predict
 from kvq.io import atomic_open
@@ -30,20 +31,38 @@ log = logging.getLogger(__name__)
 
 
 def checkpoint_for_test(cfg: Mapping[str, Any], override: Optional[str] = None) -> str:
-    """--checkpoint, else test_load_path, else load_path; an error if none is set."""
-    path = override or cfg["test_load_path"] or cfg["load_path"]
+    """--checkpoint, else test_load_path; an error if neither is set. `load_path` is never used
+    to score: it is what training starts from (e.g. a backbone-only pretrained file)."""
+    path = override or cfg["test_load_path"]
     if not path:
-        raise FileNotFoundError(f"{getattr(cfg, 'source', 'config')}: no checkpoint to score with: set "
-                                "test_load_path (or load_path) in the config, or pass --checkpoint")
+        note = (f" (load_path '{cfg['load_path']}' is not used to score: it is the checkpoint training starts "
+                "from)" if cfg["load_path"] else "")
+        raise FileNotFoundError(f"{getattr(cfg, 'source', 'config')}: no checkpoint to score with: pass "
+                                f"--checkpoint or set test_load_path in the config{note}")
     return path
+
+
+def checkpoint_config(obj: Any, checkpoint: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """The validated config stored in a checkpoint written by train.py (with `overrides`, as
+    --set); a ConfigError naming the file when it holds none."""
+    stored = obj.get("config") if isinstance(obj, Mapping) else None
+    if not isinstance(stored, Mapping):
+        raise ConfigError(f"{checkpoint} holds no config (not a checkpoint written by train.py): give the "
+                          "config file too (test.py -o CONFIG, load_scorer(CONFIG, checkpoint=...))")
+    return validate(apply_overrides(dict(stored), overrides), f"{checkpoint} (stored config)")
 
 
 def load_model(cfg: Mapping[str, Any], checkpoint: str, device: torch.device, obj: Any = None) -> nn.Module:
     """The config's network with the checkpoint's weights, in eval mode on `device` (channels-last
-    convolutions when the config says so). `obj`: the checkpoint file's content when already read
-    (`load_checkpoint_file`), so it is read once."""
+    convolutions when the config says so). The checkpoint must fill every model key
+    (`load_into(strict=True)`): CheckpointMismatchError naming the file otherwise. `obj`: the
+    checkpoint file's content when already read (`load_checkpoint_file`), so it is read once."""
     model = create_model(cfg)
-    report = load_into(model, extract_state_dict(load_checkpoint_file(checkpoint) if obj is None else obj))
+    try:
+        report = load_into(model, extract_state_dict(load_checkpoint_file(checkpoint) if obj is None else obj),
+                           strict=True)
+    except CheckpointMismatchError as e:
+        raise CheckpointMismatchError(f"{checkpoint}: {e}") from e
     log.info("loaded %s: %s", checkpoint, report.summary())
     if cfg["channels_last"]:
         to_channels_last(model)
@@ -83,7 +102,7 @@ def train_scoring_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 class SkipUnreadable(Dataset):
     """Wraps a dataset: a video that cannot be decoded, or whose cached features are missing,
-    becomes a `{"bad_video": path, "error": message}` sample, which `collate` lists under
+    becomes a `{"bad_video": video_name, "error": message}` sample, which `collate` lists under
     'bad_videos' (so one bad file does not stop the others)."""
 
     def __init__(self, dataset: Any) -> None:
@@ -96,9 +115,9 @@ class SkipUnreadable(Dataset):
         try:
             return self.dataset[index]
         except (VideoDecodeError, MissingFeatureError) as e:
-            path = self.dataset.records[index].path
-            log.warning("cannot score %s: %s", path, e)
-            return {"bad_video": path, "error": str(e)}
+            name = self.dataset.records[index].video_name
+            log.warning("cannot score %s: %s", name, e)
+            return {"bad_video": name, "error": str(e)}
 
 
 def write_predictions(path: str | Path, names: Sequence[str], scores: Sequence[float],
@@ -117,22 +136,36 @@ def write_predictions(path: str | Path, names: Sequence[str], scores: Sequence[f
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".flv", ".3gp", ".ts", ".mpg", ".mpeg")
 
 
-def expand_videos(patterns: Sequence[str]) -> list[str]:
-    """Files, folders (searched recursively for video extensions) and glob patterns -> sorted
-    unique paths, pattern by pattern. A pattern that matches nothing is an error naming it."""
-    found: list[str] = []
+def expand_videos(patterns: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files, folders (searched recursively for video extensions) and glob patterns -> (unique
+    paths, pattern by pattern, sorted within each; (pattern, error) for each pattern that matches
+    nothing). A file reached twice (given twice, under another spelling such as a relative path
+    or a link, or matched by two patterns) is scored once, with a warning listing the repeats."""
+    found: dict[str, str] = {}  # resolved path -> path as first given
+    repeats: list[str] = []
+    missing: list[tuple[str, str]] = []
     for pattern in patterns:
         p = Path(pattern)
         if p.is_file():
-            matches = [str(p)]
+            matches = [pattern]
         elif p.is_dir():
             matches = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
         else:
             matches = sorted(f for f in glob.glob(pattern, recursive=True) if Path(f).is_file())
         if not matches:
-            raise FileNotFoundError(f"--videos {pattern}: no such file, or no video files match")
-        found += [m for m in matches if m not in found]
-    return found
+            missing.append((pattern, "no such file, or no video files match"))
+        for m in matches:
+            key = os.path.realpath(m)
+            if key in found:
+                repeats.append(m if m == found[key] else f"{m} (= {found[key]})")
+            else:
+                found[key] = m
+    if repeats:
+        log.warning("videos given more than once are scored once; repeated paths (%d): %s", len(repeats),
+                    ", ".join(repeats))
+    for pattern, error in missing:
+        log.error("--videos %s: %s", pattern, error)
+    return list(found.values()), missing
 
 
 def video_records(paths: Sequence[str]) -> list[VideoRecord]:
@@ -189,7 +222,7 @@ def features_for_files(records: Sequence[VideoRecord], spec: Mapping[str, Any], 
         return list(records), dict(spec), []
     folder = options.folder()
     keyed = [replace(r, feature_name=feature_name(r.path)) for r in records]
-    todo = [(r.feature_name, r.path) for r in keyed if not is_complete(folder, r.feature_name)]
+    todo = [(r.feature_name, r.path) for r in keyed if not is_complete(folder, r.feature_name, r.path)]
     failed: dict[str, str] = {}
     if todo:
         log.info("SlowFast features of %d videos -> %s", len(todo), folder)

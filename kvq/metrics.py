@@ -13,6 +13,7 @@ else 2). Every input problem is collected and raised at once as a `ScoringError`
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import warnings
@@ -110,7 +111,8 @@ def correlation_metrics(pred: Sequence[float], gt: Sequence[float], fit: str = "
     fit="linear": PLCC and RMSE after `linear_rescale` (PLCC is invariant to it).
     fit="logistic": PLCC and RMSE on `logistic4` fitted values; if the fit fails, a warning is
     logged and the linear rescale is used. SROCC and KROCC are always on the raw predictions.
-    The dict's "fit" names the fit actually used. Undefined correlations (constant input) are nan.
+    The dict's "fit" names the fit actually used. Undefined correlations (constant input) are nan;
+    so is RMSE for constant ground truth, which any fit reproduces exactly (RMSE 0 whatever the model).
     """
     if fit not in ("linear", "logistic"):
         raise ValueError(f"fit must be 'linear' or 'logistic', got {fit!r}")
@@ -131,10 +133,16 @@ def correlation_metrics(pred: Sequence[float], gt: Sequence[float], fit: str = "
         "SROCC": _correlation(stats.spearmanr, p, g),
         "PLCC": _correlation(stats.pearsonr, fitted, g),
         "KROCC": _correlation(stats.kendalltau, p, g),
-        "RMSE": float(np.sqrt(np.mean((g - fitted) ** 2))),
+        "RMSE": math.nan if np.all(g == g[0]) else float(np.sqrt(np.mean((g - fitted) ** 2))),
         "fit": used,
         "n": len(p),
     }
+
+
+def metrics_json(values: Mapping[str, float]) -> str:
+    """One-line JSON of metric values; nan (undefined) becomes null, never the invalid `NaN`."""
+    return json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()},
+                      allow_nan=False)
 
 
 def _as_pair(pred: Sequence[float], gt: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

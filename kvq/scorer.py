@@ -15,16 +15,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
 from datasets.annotations import VideoRecord
 from kvq.calibration import Calibration, checkpoint_calibration
 from kvq.checkpoint import load_checkpoint_file
-from kvq.config import Config, apply_overrides, load_config, validate
+from kvq.config import Config, load_config
 from kvq.device import select_devices
-from kvq.inference import SlowFastOptions, checkpoint_for_test, load_model, score_videos, scoring_spec
+from kvq.inference import (SlowFastOptions, checkpoint_config, checkpoint_for_test, load_model, score_videos,
+                           scoring_spec)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ def load_scorer(config_or_checkpoint: str | Path, checkpoint: Optional[str | Pat
                 device: Optional[str | torch.device] = None, split: Optional[str] = None,
                 overrides: Sequence[str] = (), slowfast: SlowFastOptions = SlowFastOptions()) -> Scorer:
     """A `Scorer` from a checkpoint written by train.py (it holds its config), or from a config
-    file (YAML) whose `test_load_path` / `load_path` names the checkpoint (or pass `checkpoint`).
+    file (YAML) whose `test_load_path` names the checkpoint (or pass `checkpoint`; `load_path` is
+    never used to score). The checkpoint must fill every model key (CheckpointMismatchError).
     device: None = CUDA when present, else the CPU. split: the data section whose views are used
     (default: test, else val, else train). overrides: `a.b=c` config overrides, as `--set`.
     slowfast: SimpleVQA only, which SlowFast network makes the features of scored files and where
@@ -115,9 +117,5 @@ def load_scorer(config_or_checkpoint: str | Path, checkpoint: Optional[str | Pat
     if checkpoint is not None:
         raise ValueError(f"load_scorer({str(source)!r}, checkpoint=...): `checkpoint` goes with a config file")
     obj = load_checkpoint_file(source)
-    stored = obj.get("config") if isinstance(obj, Mapping) else None
-    if not isinstance(stored, Mapping):
-        raise ValueError(f"{source} holds no config (not a checkpoint written by train.py): pass a config file, "
-                         f"e.g. load_scorer('config.yml', checkpoint='{source}')")
-    cfg = validate(apply_overrides(dict(stored), overrides), f"{source} (stored config)")
-    return Scorer(cfg, str(source), device, split, checkpoint_obj=obj, slowfast=slowfast)
+    return Scorer(checkpoint_config(obj, source, overrides), str(source), device, split, checkpoint_obj=obj,
+                  slowfast=slowfast)

@@ -4,13 +4,20 @@ Per video: fps = round(average fps) (30 when the file does not say), n = max(1, 
 clips, clip i = 32 frames from frame i·fps (past the end: the last frame repeated), at least 8
 clips (the last one repeated). Output, as the reference:
 `<out_dir>/<video_name>/feature_<i>_{slow,fast}_feature.npy` with shapes (1,2048,1,1,1) and
-(1,256,1,1,1), each written atomically, then a `.complete` marker (resume skips those videos).
+(1,256,1,1,1), each written atomically, then a `.complete` marker: one JSON line with the clip plan
+and the video file's identity when its features were made (`{"size", "mtime_ns"}`). A video whose
+file has another size or modification time now (re-encoded or replaced at the same path) has
+stale features: its folder is emptied and extracted again, never mixed. Folders without that
+record (made by the reference code, or markers of older versions) cannot be checked: the
+`--videos`/API cache extracts them again; `SlowFast_features.py` keeps them (`keep_unrecorded`)
+with a warning, so resuming over reference features does not redo hours of work.
 
 Videos are decoded clip by clip in `num_workers` processes; clips of any videos are batched
 through the network; nothing holds a whole decoded video.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -23,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from datasets.decoding import VideoDecodeError, VideoReader
-from kvq.io import atomic_open
+from kvq.io import atomic_open, atomic_write_text
 from models.slowfast import CLIP_FRAMES, SlowFastExtractor, preprocess_frames
 
 log = logging.getLogger(__name__)
@@ -73,12 +80,41 @@ def feature_name(path: str | os.PathLike) -> str:
     return Path(os.path.abspath(path)).as_posix().lstrip("/")
 
 
-def is_complete(out_dir: Path, video_name: str) -> bool:
-    """Done by this tool (marker) or by the reference (the 8 first clips' files all present)."""
-    folder = out_dir / video_name
-    if (folder / MARKER).is_file():
-        return True
-    return all((folder / f"feature_{i}_{p}_feature.npy").is_file() for i in range(MIN_CLIPS) for p in ("slow", "fast"))
+def video_stamp(path: str | os.PathLike) -> Optional[dict[str, int]]:
+    """The identity a marker records: {"size": bytes, "mtime_ns": modification time}; None
+    when the file cannot be stat'ed (its decoding then fails and names it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+COMPLETE, CHANGED, UNRECORDED, ABSENT = "complete", "changed", "unrecorded", "absent"
+
+
+def feature_status(out_dir: Path, video_name: str, path: str | os.PathLike) -> str:
+    """COMPLETE: the marker records this very file (same size and mtime); CHANGED: it records
+    another file; UNRECORDED: finished but without a record (an older marker, or the
+    reference's layout: the 8 first clips' files all present); ABSENT: not done."""
+    folder = Path(out_dir) / video_name
+    try:
+        recorded = json.loads((folder / MARKER).read_text()).get("video")
+    except FileNotFoundError:
+        done = all((folder / f"feature_{i}_{p}_feature.npy").is_file()
+                   for i in range(MIN_CLIPS) for p in ("slow", "fast"))
+        return UNRECORDED if done else ABSENT
+    except (ValueError, AttributeError):  # a marker of an older version: plain text
+        return UNRECORDED
+    if not recorded:
+        return UNRECORDED
+    return COMPLETE if recorded == video_stamp(path) else CHANGED
+
+
+def is_complete(out_dir: Path, video_name: str, path: str | os.PathLike, keep_unrecorded: bool = False) -> bool:
+    """Features of `path` are done (see `feature_status`; UNRECORDED counts with keep_unrecorded)."""
+    status = feature_status(out_dir, video_name, path)
+    return status == COMPLETE or (keep_unrecorded and status == UNRECORDED)
 
 
 class ClipStream(IterableDataset):
@@ -110,32 +146,53 @@ def single_thread(worker_id: int) -> None:
 
 
 def save_video_features(out_dir: Path, name: str, plan: ClipPlan, slow: dict[int, np.ndarray],
-                        fast: dict[int, np.ndarray]) -> None:
-    """Write clips 0..n_total-1 of one video (clip i >= n_unique repeats the last distinct one),
-    each file atomically, then the `.complete` marker."""
+                        fast: dict[int, np.ndarray], stamp: Optional[dict[str, int]] = None) -> None:
+    """Replace the folder's features by clips 0..n_total-1 of one video (clip i >= n_unique
+    repeats the last distinct one), each file atomically, then the `.complete` marker recording
+    the plan and `stamp` (`video_stamp` of the file, taken before decoding)."""
     folder = out_dir / name
     folder.mkdir(parents=True, exist_ok=True)
+    # stale files go first, the marker then clip 0 first: a run killed part-way leaves neither a
+    # marker nor clips 0-7 of two videos side by side
+    (folder / MARKER).unlink(missing_ok=True)
+    for old in sorted(folder.glob("feature_*_feature.npy"), key=lambda f: int(f.name.split("_")[1])):
+        old.unlink()
     # last clip first: a run killed part-way never leaves clips 0-7 beside missing later ones,
-    # so `is_complete`'s reference-layout rule cannot mistake a partial folder for a finished one
+    # so `feature_status`'s reference-layout rule cannot mistake a partial folder for a finished one
     for i in reversed(range(plan.n_total)):
         src = min(i, plan.n_unique - 1)
         for pathway, values in (("slow", slow), ("fast", fast)):
             with atomic_open(folder / f"feature_{i}_{pathway}_feature.npy", "wb") as f:
                 np.save(f, values[src])
-    (folder / MARKER).write_text(f"{plan.n_total} clips, fps {plan.fps}, {plan.num_frames} frames\n")
+    atomic_write_text(folder / MARKER, json.dumps({"clips": plan.n_total, "fps": plan.fps,
+                                                   "frames": plan.num_frames, "video": stamp}) + "\n")
 
 
 def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, model: SlowFastExtractor,
                      device: torch.device, size: int = 224, batch_clips: int = 4, num_workers: int = 0,
-                     decoder: str = "decord", progress: bool = True) -> dict[str, str]:
-    """Extract features of (video_name, path) pairs not done yet; returns {video: error}."""
+                     decoder: str = "decord", progress: bool = True, keep_unrecorded: bool = False
+                     ) -> dict[str, str]:
+    """Extract features of (video_name, path) pairs not done yet (`feature_status`; folders
+    without a record of their video kept with keep_unrecorded, else extracted again); returns
+    {video: error}."""
     out_dir = Path(out_dir)
-    todo = [(n, p) for n, p in videos if not is_complete(out_dir, n)]
+    status = {n: feature_status(out_dir, n, p) for n, p in videos}
+    kept = [n for n, s in status.items() if s == UNRECORDED] if keep_unrecorded else []
+    if kept:
+        log.warning("%d feature folders do not record which video file they were made from (made by the reference "
+                    "code or an older version), kept as they are: %s%s; delete them to extract them again",
+                    len(kept), ", ".join(kept[:5]), " ..." if len(kept) > 5 else "")
+    todo = [(n, p) for n, p in videos if status[n] != COMPLETE and n not in kept]
     if len(todo) < len(videos):
         log.info("%d of %d videos already have features; skipping them", len(videos) - len(todo), len(videos))
+    stale = [n for n, _ in todo if status[n] in (CHANGED, UNRECORDED)]
+    if stale:
+        log.info("%d videos have features of another file (replaced since, or unrecorded): extracting them again: "
+                 "%s%s", len(stale), ", ".join(stale[:5]), " ..." if len(stale) > 5 else "")
     errors: dict[str, str] = {}
     if not todo:
         return errors
+    stamps = {n: video_stamp(p) for n, p in todo}
     model.eval().to(device)
     loader = DataLoader(ClipStream(todo, size, decoder), batch_size=None, num_workers=num_workers,
                         worker_init_fn=single_thread)
@@ -150,7 +207,7 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
             plan, slows, fasts = pending.setdefault(b["video"], (b["plan"], {}, {}))
             slows[b["clip"]], fasts[b["clip"]] = s[None], f[None]
             if len(slows) == plan.n_unique:
-                save_video_features(out_dir, b["video"], plan, slows, fasts)
+                save_video_features(out_dir, b["video"], plan, slows, fasts, stamps[b["video"]])
                 del pending[b["video"]]
                 bar.update(1)
         batch.clear()

@@ -94,10 +94,59 @@ def test_a_video_interrupted_while_saving_is_not_complete(tmp_path: Path, monkey
             raise KeyboardInterrupt
         return real_open(path, *args, **kwargs)
 
+    video = tmp_path / "video.mp4"
+    video.write_bytes(b"stand-in")
     monkeypatch.setattr(sf, "atomic_open", failing_open)
     with pytest.raises(KeyboardInterrupt):
-        sf.save_video_features(tmp_path, "v.mp4", plan, slow, fast)
-    assert not sf.is_complete(tmp_path, "v.mp4")
+        sf.save_video_features(tmp_path, "v.mp4", plan, slow, fast, sf.video_stamp(video))
+    assert not sf.is_complete(tmp_path, "v.mp4", video, keep_unrecorded=True)
     monkeypatch.setattr(sf, "atomic_open", real_open)
-    sf.save_video_features(tmp_path, "v.mp4", plan, slow, fast)
-    assert sf.is_complete(tmp_path, "v.mp4") and (tmp_path / "v.mp4" / MARKER).is_file()
+    sf.save_video_features(tmp_path, "v.mp4", plan, slow, fast, sf.video_stamp(video))
+    assert sf.is_complete(tmp_path, "v.mp4", video) and (tmp_path / "v.mp4" / MARKER).is_file()
+
+
+def test_resume_extracts_a_replaced_video_again(videos: Path, tmp_path: Path) -> None:
+    """The marker records the video's size and mtime: a file replaced at the same path is
+    extracted again (its old clip files removed, none mixed in); unchanged ones are kept."""
+    import json
+    import shutil
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    for name in ("a.mp4", "b.mp4", "list.csv"):
+        shutil.copy(videos / name, root / name)
+    assert run(root, tmp_path / "out") == 0
+    a, b = tmp_path / "out" / "db" / "a.mp4", tmp_path / "out" / "db" / "b.mp4"
+    marker = json.loads((a / MARKER).read_text())
+    assert marker["video"] == {"size": (root / "a.mp4").stat().st_size,
+                               "mtime_ns": (root / "a.mp4").stat().st_mtime_ns}
+    old = np.load(a / "feature_0_slow_feature.npy")
+    (a / "feature_11_slow_feature.npy").write_bytes(b"stale clip beyond the new plan")
+    b_stamp = (b / "feature_0_slow_feature.npy").stat().st_mtime_ns
+    make_video(root / "a.mp4", size="64x48", frames=40, rate=20, source="mandelbrot")  # same path, new video
+    assert run(root, tmp_path / "out") == 0
+    assert json.loads((a / MARKER).read_text())["video"]["size"] == (root / "a.mp4").stat().st_size
+    assert not np.array_equal(old, np.load(a / "feature_0_slow_feature.npy"))
+    assert not (a / "feature_11_slow_feature.npy").exists()
+    assert (b / "feature_0_slow_feature.npy").stat().st_mtime_ns == b_stamp
+
+
+def test_folders_without_a_record_are_kept_on_resume_and_redone_by_the_cache(videos: Path, tmp_path: Path,
+                                                                           caplog) -> None:
+    """An old marker (or the reference's layout, no marker) says nothing about the file:
+    SlowFast_features.py keeps it with a warning; the --videos/API cache extracts it again."""
+    from kvq import slowfast_features as sf
+
+    assert run(videos, tmp_path) == 0
+    a = tmp_path / "db" / "a.mp4"
+    (a / MARKER).write_text("2 clips, fps 20, 40 frames\n")  # a marker of the previous version
+    b = tmp_path / "db" / "b.mp4"
+    (b / MARKER).unlink()  # the reference's layout
+    stamp = (a / "feature_0_slow_feature.npy").stat().st_mtime_ns
+    assert sf.feature_status(tmp_path / "db", "a.mp4", videos / "a.mp4") == sf.UNRECORDED
+    assert sf.feature_status(tmp_path / "db", "b.mp4", videos / "b.mp4") == sf.UNRECORDED
+    assert not sf.is_complete(tmp_path / "db", "a.mp4", videos / "a.mp4")
+    with caplog.at_level("WARNING"):
+        assert run(videos, tmp_path) == 0
+    assert "2 feature folders do not record which video file" in caplog.text
+    assert (a / "feature_0_slow_feature.npy").stat().st_mtime_ns == stamp

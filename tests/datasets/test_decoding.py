@@ -86,3 +86,30 @@ def test_unusual_videos_decode(tmp_path: Path, size: str, frames: int, extra: tu
     out, inds, n = read_frames(str(v), lambda n: np.arange(n))
     w, h = map(int, size.split("x"))
     assert n == frames and out.shape == (frames, h, w, 3)
+
+
+@pytest.mark.parametrize("image", ["png", "jpg"])
+def test_still_image_named_like_a_video_is_refused(tmp_path: Path, image: str) -> None:
+    from datasets.decoding import NotAVideoError
+
+    still = make_video(tmp_path / f"still.{image}", frames=1).rename(tmp_path / "still.mp4")
+    with pytest.raises(NotAVideoError, match=r"still.mp4: a still image \(FFmpeg format \w+_pipe\), not a video"):
+        read_frames(str(still), lambda n: np.arange(n))
+
+
+def test_decoder_messages_stay_off_stderr_unless_verbose(tmp_path: Path, capfd) -> None:
+    """FFmpeg's "moov atom not found" and decord's "ERROR opening" lines are not printed by
+    default; the VideoDecodeError says what is wrong. set_decoder_verbosity(True) shows them."""
+    from datasets.decoding import set_decoder_verbosity
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    try:
+        for verbose in (False, True):
+            set_decoder_verbosity(verbose)
+            with pytest.raises(VideoDecodeError, match="bad.mp4"):
+                read_frames(str(bad), lambda n: np.arange(n))
+            err = capfd.readouterr().err
+            assert ("moov atom not found" in err and "ERROR opening" in err) == verbose, err
+    finally:
+        set_decoder_verbosity(False)

@@ -291,3 +291,15 @@ def test_selection_score_ranks_undefined_correlations_last() -> None:
     poor = {"SROCC": -0.9, "PLCC": -0.8}
     assert selection_score(poor) == pytest.approx(-1.7)
     assert selection_score(undefined) < selection_score(poor)
+
+
+def test_constant_labels_give_nan_rmse_and_null_json() -> None:
+    """Any fit matches constant labels exactly: RMSE 0.0 would read as a perfect model."""
+    import json
+
+    from kvq.metrics import metrics_json
+
+    result = correlation_metrics([0.1, 0.5, 0.2, 0.9], [3.0] * 4)
+    assert math.isnan(result["RMSE"]) and math.isnan(result["SROCC"])
+    line = metrics_json({k: result[k] for k in ("SROCC", "PLCC", "KROCC", "RMSE")} | {"n": 4})
+    assert json.loads(line) == {"SROCC": None, "PLCC": None, "KROCC": None, "RMSE": None, "n": 4}

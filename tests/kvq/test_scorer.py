@@ -104,3 +104,35 @@ def test_trained_checkpoint_scores_like_test_py(trained, tmp_path: Path, monkeyp
     assert result.raw == pytest.approx([float(r[1]) for r in rows], abs=1e-5)
     monkeypatch.chdir(data)
     assert scorer.score("v5.mp4") == pytest.approx(result.scores[1], abs=1e-5)
+
+
+@pytest.mark.parametrize("drop", ["all", "one head key"])
+def test_checkpoint_that_does_not_fill_the_model_is_refused(checkpoint: Path, tmp_path: Path, drop: str) -> None:
+    """Scoring never runs with random parts: an empty state dict, or one lacking a single head
+    key, is a CheckpointMismatchError naming how many keys are missing and the first ones."""
+    from kvq.checkpoint import CheckpointMismatchError
+
+    obj = torch.load(checkpoint, weights_only=False)
+    state = obj["state_dict"]
+    head_key = next(k for k in state if k.startswith("swin_tiny_grpb_head."))
+    kept = {} if drop == "all" else {k: v for k, v in state.items() if k != head_key}
+    partial = tmp_path / "partial.pth"
+    torch.save({**obj, "state_dict": kept}, partial)
+    learned = sum(v.is_floating_point() for v in state.values())  # integer buffers: the model's own
+    expected = f"{learned if drop == 'all' else 1} of {len(state)} model keys are not in the checkpoint"
+    with pytest.raises(CheckpointMismatchError, match=f"partial.pth: .*{expected}"):
+        load_scorer(partial, device="cpu")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(yaml.safe_dump(fast_config(test_load_path=str(partial))))
+    with pytest.raises(CheckpointMismatchError, match=head_key if drop != "all" else expected):
+        load_scorer(cfg, device="cpu")
+
+
+def test_unexpected_checkpoint_keys_are_refused(checkpoint: Path, tmp_path: Path) -> None:
+    from kvq.checkpoint import CheckpointMismatchError
+
+    obj = torch.load(checkpoint, weights_only=False)
+    extra = tmp_path / "extra.pth"
+    torch.save({**obj, "state_dict": {**obj["state_dict"], "other_head.fc.weight": torch.zeros(1)}}, extra)
+    with pytest.raises(CheckpointMismatchError, match=r"1 checkpoint keys are not in the model \(other_head.fc"):
+        load_scorer(extra, device="cpu")
