@@ -369,8 +369,10 @@ def _check_model(model: dict, backbones: Registry, heads: Mapping[str, type], so
                                   f"({', '.join(model['args'])}){did_you_mean(name, model['args'])}")
 
 
-def _check_data(data: dict, raw: Any, datasets: Registry, source: str) -> None:
-    """Splits, dataset types and views (each holds only the options its dataset reads for it)."""
+def _check_data(data: dict, raw: Any, datasets: Registry, source: str, stored: bool = False) -> None:
+    """Splits, dataset types and views (each holds only the options its dataset reads for it).
+    stored: a config saved in a checkpoint by an earlier version, which filled every view key with
+    its default: such keys that do not apply are dropped instead of refused."""
     for split, spec in data.items():
         if split not in ("train", "val", "test"):
             raise ConfigError(f"{source}: unknown key 'data.{split}'{did_you_mean(split, ['train', 'val', 'test'])}")
@@ -384,8 +386,8 @@ def _check_data(data: dict, raw: Any, datasets: Registry, source: str) -> None:
             if not view.startswith(("technical", "aesthetic", "simpleVQA")):
                 raise ConfigError(f"{source}: '{path}': view names must start with technical, aesthetic or simpleVQA")
             reads = dataset.view_options(view) | DEPRECATED_VIEW_KEYS
-            for key in _raw(raw, "data", split, "args", "sample_types", view):
-                if key not in reads:
+            for key, value in _raw(raw, "data", split, "args", "sample_types", view).items():
+                if key not in reads and not (stored and value == VIEW.children[key].default):
                     raise ConfigError(f"{source}: '{path}.{key}' does not apply to view '{view}' of {spec['type']}"
                                       f"{did_you_mean(key, reads)}; it reads: {', '.join(sorted(reads))}")
             opts = views[view] = {k: v for k, v in opts.items() if k in reads}
@@ -396,9 +398,10 @@ def _check_data(data: dict, raw: Any, datasets: Registry, source: str) -> None:
                                   f"t_frag {opts['t_frag']}")
 
 
-def validate(raw: Mapping[str, Any], source: str = "<config>") -> Config:
+def validate(raw: Mapping[str, Any], source: str = "<config>", stored: bool = False) -> Config:
     """The whole config checked (schema, registries, views) with defaults filled in; any problem
-    is a ConfigError naming `source`, the key path and the nearest valid name."""
+    is a ConfigError naming `source`, the key path and the nearest valid name. stored: the config
+    comes from a checkpoint (see `_check_data`)."""
     if isinstance(raw, Mapping) and isinstance(raw.get("amp"), bool):  # YAML 1.1 reads a bare off as false
         if raw["amp"]:
             raise ConfigError(f"{source}: key 'amp' is true; say which precision: bf16 or fp16 (or off)")
@@ -406,7 +409,7 @@ def validate(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     warnings: list[str] = []
     data = _validate(raw, SCHEMA, "", source, warnings)
     backbones, heads, datasets = _registries()
-    _check_data(data["data"], raw, datasets, source)
+    _check_data(data["data"], raw, datasets, source, stored)
     _check_model(data["model"], backbones, heads, source, warnings)
     max_videos = data["calibration"]["max_videos"]
     if max_videos is not None and max_videos < 2:

@@ -49,7 +49,7 @@ def checkpoint_config(obj: Any, checkpoint: str | Path, overrides: Sequence[str]
     if not isinstance(stored, Mapping):
         raise ConfigError(f"{checkpoint} holds no config (not a checkpoint written by train.py): give the "
                           "config file too (test.py -o CONFIG, load_scorer(CONFIG, checkpoint=...))")
-    return validate(apply_overrides(dict(stored), overrides), f"{checkpoint} (stored config)")
+    return validate(apply_overrides(dict(stored), overrides), f"{checkpoint} (stored config)", stored=True)
 
 
 def load_model(cfg: Mapping[str, Any], checkpoint: str, device: torch.device, obj: Any = None) -> nn.Module:

@@ -137,6 +137,22 @@ def test_view_keys_must_apply_to_the_view(tmp_path: Path) -> None:
     assert view["size_h"] == 112 and view["fsize_h"] == 32 and "resize" not in view  # defaults: what it reads
 
 
+def test_configs_stored_by_earlier_versions_still_load(tmp_path: Path) -> None:
+    """Checkpoints written before views held only their own options stored every view key with its
+    default: as a stored config they load (the extra defaults dropped); written by hand, refused."""
+    from kvq.config import VIEW, validate
+
+    data = minimal()
+    data["data"]["train"]["args"]["sample_types"]["simpleVQA"] = {k: o.default for k, o in VIEW.children.items()}
+    view = validate(data, "ckpt (stored config)", stored=True)["data"]["train"]["args"]["sample_types"]["simpleVQA"]
+    assert "fragments_h" not in view and view["crop"] == 448
+    with pytest.raises(ConfigError, match="fragments_h' does not apply"):
+        validate(data, "hand-written.yml")
+    data["data"]["train"]["args"]["sample_types"]["simpleVQA"]["fragments_h"] = 7  # not a filled-in default
+    with pytest.raises(ConfigError, match="fragments_h' does not apply"):
+        validate(data, "ckpt (stored config)", stored=True)
+
+
 def test_view_options_are_what_the_view_functions_take() -> None:
     from datasets.views import VIEWS, view_options
     from kvq.config import VIEW
