@@ -8,7 +8,8 @@ The CSV has a header and one row per video of the annotation file, in its order 
 submission): `score` is the model's raw output. With --videos (or --calibrated) a third column
 `calibrated_score` holds the score on the training MOS scale (the checkpoint's calibration,
 fitted on the train split by train.py). When the annotation file has labels,
-SROCC/PLCC/KROCC/RMSE are printed too.
+SROCC/PLCC/KROCC/RMSE are printed too. Exit statuses (README "Exit statuses"): 3 when some
+--videos could not be scored.
 """
 from __future__ import annotations
 
@@ -18,28 +19,15 @@ import logging
 import sys
 from typing import Sequence
 
-import numpy as np
-
-from torch.utils.data import DataLoader
-
-from datasets import build_dataset, collate
-from kvq.calibration import checkpoint_calibration
-from kvq.checkpoint import load_checkpoint_file
-from kvq.cli import add_config_args, load, run_main
-from kvq.device import select_devices
-from kvq.evaluate import predict
-from kvq.inference import (SlowFastOptions, checkpoint_for_test, expand_videos, load_model, score_videos, scoring_spec,
-                           video_records, write_errors, write_predictions)
-from kvq.metrics import CORRELATIONS, correlation_metrics
-from kvq.plots import scatter_plot
+from kvq.cli import EXIT_OK, EXIT_PARTIAL, add_config_args, load, log_level, make_parser, run_main, setup_logging
 
 log = logging.getLogger("test")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     add_config_args(p)
-    p.add_argument("-t", "--target_set", default=None, help="accepted for seed compatibility; unused")
+    p.add_argument("-t", "--target_set", default=None, help="accepted for compatibility with the reference; unused")
     p.add_argument("--split", default=None, choices=["train", "val", "test"],
                    help="data split of the config to score (default: the first of test, val, train it has)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: test_load_path, else load_path)")
@@ -55,7 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--slowfast_random", action="store_true",
                    help="with --videos, SimpleVQA: the random SlowFast network of --slowfast_seed (checkpoints "
                         "trained on `SlowFast_features.py --no_pretrained` features, e.g. the demo's)")
-    p.add_argument("--slowfast_seed", type=int, default=0, help="seed of --slowfast_random (default 0)")
+    p.add_argument("--slowfast_seed", type=int, default=0, help="seed of --slowfast_random")
     p.add_argument("--features", default=None,
                    help="with --videos, SimpleVQA: SlowFast feature cache folder (default ~/.cache/kvq/...)")
     p.add_argument("--plot", default=None, help="PNG scatter of predictions vs MOS (labeled sets only)")
@@ -66,7 +54,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level(args))
+    import numpy as np
+    from torch.utils.data import DataLoader
+
+    from datasets import build_dataset, collate
+    from kvq.calibration import checkpoint_calibration
+    from kvq.checkpoint import load_checkpoint_file
+    from kvq.device import select_devices
+    from kvq.evaluate import predict
+    from kvq.inference import (SlowFastOptions, checkpoint_for_test, expand_videos, load_model, score_videos,
+                               scoring_spec, video_records, write_errors, write_predictions)
+    from kvq.metrics import CORRELATIONS, correlation_metrics
+    from kvq.plots import scatter_plot
+
     cfg = load(args)
     split, spec = scoring_spec(cfg, args.split)
     device, _ = select_devices(args.gpu_id)
@@ -91,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err_file = write_errors(args.errors or f"{args.output}.errors.csv", errors)
         print(f"{len(errors)} of {len(errors) + len(preds.names)} videos could not be scored; see {err_file}",
               file=sys.stderr)
-        return 3
+        return EXIT_PARTIAL
     if preds.has_labels and len(preds.scores) >= 3:
         metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
         shown = {k: metrics[k] for k in CORRELATIONS}
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif not args.videos:
         reason = "has no labels" if not preds.has_labels else f"has {len(preds.scores)} videos (metrics need 3)"
         log.info("data.%s %s: no metrics%s", split, reason, " and no --plot" if args.plot else "")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
