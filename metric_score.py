@@ -15,7 +15,6 @@ Unusable inputs: every problem is listed on stderr and the exit status is 2 (REA
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys

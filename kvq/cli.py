@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # Exit statuses of every command-line entry point (README: "Exit statuses").
 EXIT_OK = 0  # everything done
 EXIT_FAILURE = 1  # an unexpected failure (a bug, out of memory, ...): a traceback is printed
-EXIT_USAGE = 2  # bad usage, config, input file or weights: a message names what is wrong
+EXIT_USAGE = 2  # bad usage, config, input file, weights or GPU: a message names what is wrong
 EXIT_PARTIAL = 3  # done, but some videos failed (they are listed)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

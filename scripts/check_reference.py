@@ -10,7 +10,6 @@ did not pass). Exit status (README "Exit statuses") 0 only when no case failed: 
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
