@@ -5,6 +5,8 @@
 
 Writes <feature_save_folder>/<database>/<video_name>/feature_<i>_{slow,fast}_feature.npy;
 videos already done are skipped, so an interrupted run can simply be started again.
+Exit statuses (README "Exit statuses"): 3 when some videos could not be decoded (listed on stderr;
+the others are done).
 """
 from __future__ import annotations
 
@@ -14,16 +16,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from datasets.annotations import read_annotations
-from kvq.cli import run_main
-from kvq.device import select_devices
-from kvq.slowfast_features import build_extractor, extract_features
+from kvq.cli import EXIT_OK, EXIT_PARTIAL, log_level, make_parser, run_main, setup_logging
 
 log = logging.getLogger("SlowFast_features")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--video_root", required=True, help="folder the csv's file names are relative to")
     p.add_argument("--video_csv", required=True, nargs="+",
                    help="annotation csv(s); column 0 = video file name (several files: their union)")
@@ -31,7 +30,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database", default="kvq", help="sub-folder of the output root")
     p.add_argument("--resize", type=int, default=224, help="frames are resized to resize x resize")
     p.add_argument("--num_workers", type=int, default=6, help="decoding processes")
-    p.add_argument("--gpu_ids", default=None, help="GPU to use, e.g. '0' (first id is used); 'cpu' for the CPU")
+    p.add_argument("--gpu_ids", default=None,
+                   help="GPU to use, e.g. '0' (the first id of a list), or 'cpu' (default: GPU 0 when CUDA is "
+                        "available, else the CPU); a GPU that is not there is an error (exit 2)")
     p.add_argument("--batch_clips", type=int, default=4, help="clips per forward pass")
     p.add_argument("--weights", default=None, help="SlowFast R50 Kinetics-400 .pyth (default: searched, see README)")
     p.add_argument("--no_pretrained", action="store_true",
@@ -44,9 +45,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level(args))
+    from datasets.annotations import read_annotations
+    from kvq.device import select_devices
+    from kvq.slowfast_features import build_extractor, extract_features
+
     records = {r.video_name: r for csv in args.video_csv for r in read_annotations(csv, args.video_root)}.values()
-    device, _ = select_devices(args.gpu_ids.split(",")[0] if args.gpu_ids else None)
+    device, _ = select_devices(args.gpu_ids, "--gpu_ids")
     if args.no_pretrained:
         log.warning("--no_pretrained: using a randomly initialised SlowFast network")
     model = build_extractor(not args.no_pretrained, args.weights, args.seed)
@@ -56,9 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if errors:
         print(f"{len(errors)} videos could not be decoded:\n  " + "\n  ".join(f"{k}: {v}" for k, v in errors.items()),
               file=sys.stderr)
-        return 1
+        return EXIT_PARTIAL
     log.info("features of %d videos under %s", len(records), out)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -11,21 +11,18 @@ Two forms, chosen by whether the first argument is a file or a directory:
 
 PREDICTION_CSV has the header `filename,score`; TRUTH_DIR holds truth.csv (`filename,score`)
 and rank-pair-val.xlsx (sheets `nonsource` and `source`: video1, video2, rank).
-Unusable inputs: every problem is listed on stderr and the exit status is 2.
+Unusable inputs: every problem is listed on stderr and the exit status is 2 (README "Exit statuses").
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from kvq.io import atomic_write_text
-from kvq.metrics import ScoringError, metrics_json, score_files
+from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, setup_logging
 
 RESULT_KEYS = ("score", "SROCC", "PLCC", "acc_nonsource", "acc_source")
 PREDICTION_NAME = "prediction.csv"
-EXIT_BAD_INPUT = 2
 
 
 def format_table(result: dict) -> str:
@@ -42,6 +39,8 @@ def format_table(result: dict) -> str:
 
 def result_json(result: dict) -> str:
     """One-line JSON of the five challenge numbers; nan (undefined correlation) becomes null."""
+    from kvq.metrics import metrics_json
+
     return metrics_json({k: result[k] for k in RESULT_KEYS})
 
 
@@ -51,10 +50,14 @@ def codalab_scores(result: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("first", type=Path, help="PREDICTION_CSV (file) or Codalab INPUT_DIR (directory)")
     parser.add_argument("second", type=Path, help="TRUTH_DIR, or Codalab OUTPUT_DIR")
     args = parser.parse_args(argv)
+    setup_logging(log_level(args))
+    from kvq.io import atomic_write_text
+    from kvq.metrics import ScoringError, score_files
+
     try:
         if args.first.is_dir():
             result = score_files(args.first / "res" / PREDICTION_NAME, args.first / "ref")
@@ -70,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ScoringError([f"not found (neither a prediction CSV nor a Codalab input directory): {args.first}"])
     except ScoringError as exc:
         print(f"metric_score: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ submission): `score` is the model's raw output. With --videos (or --calibrated) 
 fitted on the train split by train.py). When the annotation file has labels,
 SROCC/PLCC/KROCC/RMSE are printed too (undefined ones as null in the JSON line). Videos that
 cannot be scored (undecodable, no cached features, --videos paths that match nothing) are listed
-in `<output>.errors.csv` with the reason; the others are scored and the exit status is 3.
+in `<output>.errors.csv` with the reason; the others are scored and the exit status is 3
+(README "Exit statuses").
 The checkpoint must fill every model key (no random parts): --checkpoint, else the config's
 test_load_path (never load_path, the checkpoint training starts from).
 """
@@ -20,31 +21,21 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-import numpy as np
+from kvq.cli import EXIT_OK, EXIT_PARTIAL, add_config_args, load, log_level, make_parser, run_main, setup_logging
 
-from torch.utils.data import DataLoader
-
-from datasets import build_dataset, collate
-from kvq.calibration import checkpoint_calibration
-from kvq.checkpoint import load_checkpoint_file
-from kvq.cli import EXIT_OK, EXIT_PARTIAL, add_config_args, load, run_main
-from kvq.config import Config
-from kvq.device import select_devices
-from kvq.evaluate import Predictions, predict
-from kvq.inference import (SkipUnreadable, SlowFastOptions, checkpoint_config, checkpoint_for_test, expand_videos,
-                           load_model, score_videos, scoring_spec, video_records, write_errors, write_predictions)
-from kvq.metrics import CORRELATIONS, correlation_metrics, metrics_json
-from kvq.plots import scatter_plot
+if TYPE_CHECKING:
+    from kvq.config import Config
+    from kvq.evaluate import Predictions
 
 log = logging.getLogger("test")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     add_config_args(p, optional=True)
-    p.add_argument("-t", "--target_set", default=None, help="accepted for seed compatibility; unused")
+    p.add_argument("-t", "--target_set", default=None, help="accepted for compatibility with the reference; unused")
     p.add_argument("--split", default=None, choices=["train", "val", "test"],
                    help="data split of the config to score (default: the first of test, val, train it has)")
     p.add_argument("--checkpoint", default=None,
@@ -75,9 +66,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def scoring_setup(args: argparse.Namespace) -> tuple[Config, str, Any]:
+def scoring_setup(args: argparse.Namespace) -> tuple["Config", str, Any]:
     """(config, checkpoint path, checkpoint content): the -o config and --checkpoint (else its
     test_load_path); without -o, the config stored in --checkpoint (with --set overrides)."""
+    from kvq.checkpoint import load_checkpoint_file
+    from kvq.inference import checkpoint_config, checkpoint_for_test
+
     if args.opt is not None:
         cfg = load(args)
         checkpoint = checkpoint_for_test(cfg, args.checkpoint)
@@ -86,9 +80,14 @@ def scoring_setup(args: argparse.Namespace) -> tuple[Config, str, Any]:
     return checkpoint_config(obj, args.checkpoint, args.overrides), args.checkpoint, obj
 
 
-def print_metrics(preds: Predictions, calibrated: Optional[list[float]], cfg: Config, split: str,
+def print_metrics(preds: "Predictions", calibrated: Optional[list[float]], cfg: "Config", split: str,
                   plot: Optional[str], failed: int) -> None:
     """SROCC/PLCC/KROCC/RMSE (and RMSE_calibrated) as text, then as one JSON line (nan -> null)."""
+    import numpy as np
+
+    from kvq.metrics import CORRELATIONS, correlation_metrics, metrics_json
+    from kvq.plots import scatter_plot
+
     metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
     shown = {k: metrics[k] for k in CORRELATIONS}
     if calibrated is not None:  # the train-split calibration: no fit to these labels
@@ -104,7 +103,16 @@ def print_metrics(preds: Predictions, calibrated: Optional[list[float]], cfg: Co
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level(args))
+    from torch.utils.data import DataLoader
+
+    from datasets import build_dataset, collate
+    from kvq.calibration import checkpoint_calibration
+    from kvq.device import select_devices
+    from kvq.evaluate import predict
+    from kvq.inference import (SkipUnreadable, SlowFastOptions, expand_videos, load_model, score_videos, scoring_spec,
+                               video_records, write_errors, write_predictions)
+
     cfg, checkpoint, obj = scoring_setup(args)
     split, spec = scoring_spec(cfg, args.split)
     device, _ = select_devices(args.gpu_id)

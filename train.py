@@ -1,6 +1,8 @@
 """Train a quality model on one process (DataParallel over --gpu_id, or the CPU).
 
     python train.py -o config/kwai_simpleVQA.yml --gpu_id 0,1 [-r checkpoint/] [--resume_from CKPT]
+
+Exit statuses: README "Exit statuses".
 """
 from __future__ import annotations
 
@@ -9,29 +11,32 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from kvq.cli import add_train_args, load, run_main, train_options
-from kvq.device import select_devices
-from kvq.trainer import Trainer, setup_logging
+from kvq.cli import (EXIT_OK, add_train_args, load, log_level, log_to_file, make_parser, run_main, setup_logging,
+                     train_options)
 
 log = logging.getLogger("train")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     add_train_args(p)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging(log_level(args))
+    from kvq.device import select_devices
+    from kvq.trainer import Trainer
+
     cfg = load(args)
-    log_file = setup_logging(Path(args.log_dir), cfg["name"])
+    log_file = log_to_file(Path(args.log_dir), cfg["name"])
     device, ids = select_devices(args.gpu_id)
     log.info("log file: %s; device %s %s", log_file, device, ids or "")
     best = Trainer(cfg, train_options(args, device_ids=ids), device).train()
     for tag, metrics in best.items():
         log.info("best %s: %s", "model" if tag == "n" else "EMA", metrics)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -7,23 +7,26 @@
 NCCL on GPUs, gloo on the CPU (or with --gpu_id cpu). batch_size is per process: the effective
 batch is batch_size x world size; the learning rate is not rescaled (scale optimizer.lr yourself,
 e.g. linearly). Rank 0 alone writes checkpoints, plots and the log file.
+
+--gpu_id 2,3 gives each process of the node its GPU (local rank i -> GPU ids[i]; as many ids as
+--nproc_per_node); without it local rank i uses GPU i. Exit statuses: README "Exit statuses".
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
-from kvq.cli import add_train_args, load, run_main, train_options
-from kvq.distributed import distributed
-from kvq.trainer import Trainer, setup_logging
+from kvq.cli import (EXIT_OK, add_train_args, load, log_level, log_to_file, make_parser, run_main, setup_logging,
+                     train_options)
 
 log = logging.getLogger("train_ddp")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     add_train_args(p)
     p.add_argument("--sync_bn", action="store_true", help="convert BatchNorm layers to SyncBatchNorm")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None,
@@ -33,15 +36,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging(log_level(args), int(os.environ.get("RANK", 0)))
+    from kvq.distributed import distributed
+    from kvq.trainer import Trainer
+
     with distributed(args.gpu_id, args.local_rank) as (info, device):
         cfg = load(args)
-        setup_logging(Path(args.log_dir), cfg["name"], info.rank)
+        log_to_file(Path(args.log_dir), cfg["name"], info.rank)
         log.info("world size %d, rank %d, device %s", info.world_size, info.rank, device)
         best = Trainer(cfg, train_options(args, sync_bn=args.sync_bn), device, info).train()
         if info.is_main:
             for tag, metrics in best.items():
                 log.info("best %s: %s", "model" if tag == "n" else "EMA", metrics)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
     python benchmarks/run.py --videos DIR --only decode,views --json results.json
 
 Sections (--only, comma-separated):
+  startup   every entry point: wall time of `python ENTRY -h` and of ENTRY ending in a usage error
+            (exit 2) after the imports its work needs, each against a bare `python -c "import torch"`
+            timed in the same run (ratio = time / import torch; target for -h: at most 1.5)
   decode    the decoder alone (datasets.decoding: decord, 1 thread) decoding exactly the distinct frames
             each test view's sampler asks for = the decode bound of that view; and, for reference,
             ffmpeg -benchmark decoding every frame (1 thread, no RGB conversion)
@@ -44,6 +47,28 @@ from typing import Any, Callable, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+SECTIONS = ("startup", "decode", "views", "slowfast", "forward", "train")
+
+from kvq.cli import log_level, make_parser, setup_logging  # noqa: E402  (standard library only)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = make_parser(__doc__)
+    p.add_argument("--videos", nargs="+", default=None, metavar="PATH_OR_GLOB",
+                   help="measure decode/views/forward on these files, folders or globs instead of generated clips")
+    p.add_argument("--quick", action="store_true", help="tiny clips, sizes and iterations (CI)")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache",
+                   help="folder for generated clips and run outputs (reused between runs)")
+    p.add_argument("--json", type=Path, default=None, help="JSON summary (default <work>/results.json)")
+    p.add_argument("--repeat", type=int, default=None, help="timed runs per measurement (best kept; default 3, quick 1)")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()  # -h and usage errors are answered before torch is imported
+    setup_logging(log_level(ARGS))
+
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -63,7 +88,6 @@ from kvq.io import atomic_write_text  # noqa: E402
 from kvq.registry import DATASETS  # noqa: E402
 from models import create_model  # noqa: E402
 
-SECTIONS = ("decode", "views", "slowfast", "forward", "train")
 FFMPEG = get_ffmpeg_exe()
 FPS = 30
 
@@ -402,6 +426,45 @@ def bench_train(ctx: Context) -> dict[str, Any]:
             "clip": asdict(ctx.plan.train_clip), "runs": results, "scaling_efficiency": ddp / (2 * single)}
 
 
+# entry point -> arguments that end in a usage error (exit 2) once it has imported what its work needs
+STARTUP_ENTRIES: dict[str, tuple[str, ...]] = {
+    "train.py": ("-o", "{missing}.yml"),
+    "train_ddp.py": ("-o", "{missing}.yml"),
+    "test.py": ("-o", "{missing}.yml"),
+    "SlowFast_features.py": ("--video_root", "{missing}", "--video_csv", "{missing}.csv"),
+    "metric_score.py": ("{missing}.csv", "{missing}"),
+    "scripts/make_demo_dataset.py": ("--out", "{missing}", "--sources", "0"),
+    "scripts/convert_annotations.py": ("--format", "kvq", "{missing}.csv", "{missing}_out.csv"),
+    "scripts/run_splits.py": ("-o", "{missing}.yml"),
+    "scripts/check_reference.py": ("{missing}",),
+    "benchmarks/run.py": ("--only", "no_such_section"),
+}
+
+
+def command_seconds(cmd: Sequence[str], status: int, repeat: int) -> float:
+    """Best wall time of `repeat` runs of `cmd` (run from the repository root), which must exit `status`."""
+    def once() -> None:
+        proc = subprocess.run(list(cmd), cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != status:
+            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}, not {status}:\n"
+                               + (proc.stdout + proc.stderr)[-3000:])
+
+    return best_time(once, repeat)[0]
+
+
+def bench_startup(work: Path, repeat: int) -> dict[str, Any]:
+    """`ENTRY -h` and ENTRY up to a usage error after its imports, against `python -c "import torch"`."""
+    torch_s = command_seconds([sys.executable, "-c", "import torch"], 0, repeat)
+    missing = str(work / "startup" / "does_not_exist")
+    rows = []
+    for entry, bad_args in STARTUP_ENTRIES.items():
+        help_s = command_seconds([sys.executable, entry, "-h"], 0, repeat)
+        work_s = command_seconds([sys.executable, entry, *(a.format(missing=missing) for a in bad_args)], 2, repeat)
+        rows.append({"entry": entry, "help_s": help_s, "help_ratio": help_s / torch_s, "work_imports_s": work_s,
+                     "work_ratio": work_s / torch_s})
+    return {"import_torch_s": torch_s, "entries": rows}
+
+
 # -- main -----------------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
@@ -424,27 +487,16 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
     sf = summary.get("slowfast", [])
     if len(sf) >= 2:
         out["slowfast_rss_growth_mib"] = sf[-1]["peak_rss_mib"] - sf[0]["peak_rss_mib"]
+    startup = summary.get("startup")
+    if startup:
+        out["help_at_most_1.5x_import_torch"] = max(r["help_ratio"] for r in startup["entries"]) <= 1.5
     fwd = summary.get("forward", [])
     if fwd:
         out["bf16_channels_last_faster"] = all(r["speedup"] > 1 for r in fwd)
     return out
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--videos", nargs="+", default=None, metavar="PATH_OR_GLOB",
-                   help="measure decode/views/forward on these files, folders or globs instead of generated clips")
-    p.add_argument("--quick", action="store_true", help="tiny clips, sizes and iterations (CI)")
-    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
-    p.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".cache",
-                   help="folder for generated clips and run outputs (reused between runs)")
-    p.add_argument("--json", type=Path, default=None, help="JSON summary (default <work>/results.json)")
-    p.add_argument("--repeat", type=int, default=None, help="timed runs per measurement (best kept; default 3, quick 1)")
-    return p.parse_args(argv)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
+def main(args: argparse.Namespace) -> int:
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
@@ -468,6 +520,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summary: dict[str, Any] = {"machine": machine(), "quick": args.quick, "sections": only,
                                "videos": [{"video": v.name, **video_info(v)} for v in videos]}
     t_start = time.perf_counter()
+    if "startup" in only:
+        summary["startup"] = bench_startup(work, plan.repeat)
+        print(table(f"\n== startup (seconds; ratio = time / `python -c 'import torch'` = "
+                    f"{summary['startup']['import_torch_s']:.2f} s)", summary["startup"]["entries"],
+                    ["entry", "help_s", "help_ratio", "work_imports_s", "work_ratio"]))
     if "decode" in only:
         summary["decode"] = bench_decode(ctx)
         print(table("\n== decode (seconds per video; bound = the decoder alone on the distinct sampled frames)",
@@ -503,4 +560,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(ARGS))

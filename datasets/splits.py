@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 PARTS = ("train", "val", "test")
+GROUP_BY = ("group", "cls_label", "none")  # what keeps videos together: a column, or nothing
 
 
 def grouped_split(groups: Sequence[str], fractions: Mapping[str, float],

@@ -21,7 +21,6 @@ from typing import Callable, Mapping, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
 
 
 def upscale_to_cover(video: torch.Tensor, min_h: int, min_w: int) -> torch.Tensor:
@@ -100,7 +99,10 @@ def resized_view(video: torch.Tensor, size_h: int = 224, size_w: int = 224,
     used, inverse = torch.unique(frames, return_inverse=True)
     if len(used) < video.shape[1]:
         video = video[:, used]  # only the frames this clip uses
-    out = TF.resize(video.transpose(0, 1), [size_h, size_w], antialias=True).transpose(0, 1)
+    out = video.transpose(0, 1)  # [T, C, H, W]
+    if out.shape[-2:] != (size_h, size_w):  # torchvision's resize, without importing torchvision
+        out = F.interpolate(out, size=[size_h, size_w], mode="bilinear", align_corners=False, antialias=True)
+    out = out.transpose(0, 1)
     return out if torch.equal(inverse, torch.arange(out.shape[1])) else out[:, inverse]
 
 

@@ -1,22 +1,106 @@
-"""Command-line pieces shared by train.py, train_ddp.py and test.py."""
+"""Command-line pieces shared by every entry point: parser (help formatter, -v/-q), logging,
+warning filters, exit statuses, error handling.
+
+Imports only the standard library at module level, so that `ENTRY -h` is answered before torch
+is imported (entry points import their heavy modules in main(), after parse_args).
+"""
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
-
-from kvq.config import Config, ConfigError, load_config
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 if TYPE_CHECKING:
+    from kvq.config import Config
     from kvq.trainer import TrainOptions
 
-# Exit statuses of every command-line entry point (documented in the README).
+# Exit statuses of every command-line entry point (README: "Exit statuses").
 EXIT_OK = 0  # everything done
 EXIT_FAILURE = 1  # an unexpected failure (a bug, out of memory, ...): a traceback is printed
-EXIT_USAGE = 2  # bad usage, config, input file or weights: a message names what is wrong
+EXIT_USAGE = 2  # bad usage, config, input file, weights or GPU: a message names what is wrong
 EXIT_PARTIAL = 3  # done, but some videos failed (they are listed)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Deprecation warnings that third-party code prints on every run and a user cannot act on:
+# (category, message regex, module regex of the code that calls warnings.warn).
+THIRD_PARTY_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
+    # fvcore (imported by pytorchvideo) calls torch.jit.script at import time
+    (FutureWarning, r"`torch\.jit\.script` is deprecated", r"torch\.jit\._script"),
+)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout (the module docstrings) and appends `(default: X)` to every
+    option help that has a default worth showing (not None / False, not already mentioned)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = not (default is None or default is False or default == [] or default == argparse.SUPPRESS)
+        if shown and "%(default)" not in text and "default" not in text and (
+                action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)):
+            text += " (default: %(default)s)"
+        return text
+
+
+def make_parser(description: Optional[str]) -> argparse.ArgumentParser:
+    """An ArgumentParser with the shared help formatter and -v/--verbose, -q/--quiet."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
+    group.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    return parser
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """logging level of the -v/-q flags: DEBUG, WARNING, else INFO."""
+    return logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+
+
+def filter_third_party_warnings() -> None:
+    """Silence the known third-party deprecation warnings (THIRD_PARTY_WARNINGS); others still show."""
+    for category, message, module in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+def _add_handler(handler: logging.Handler) -> None:
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.kvq_cli = True  # type: ignore[attr-defined]  # replaced by the next setup_logging
+    logging.getLogger().addHandler(handler)
+
+
+def setup_logging(level: int = logging.INFO, rank: int = 0) -> None:
+    """The one logging set-up of every CLI, called right after parse_args: messages at `level`
+    and above on stderr (ranks other than 0: warnings and errors only). Replaces the handlers of
+    an earlier call (and their log files), keeps any other (e.g. pytest's). Also filters the
+    known third-party warnings; at DEBUG, FFmpeg's and decord's messages are shown too."""
+    filter_third_party_warnings()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "kvq_cli", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level if rank == 0 else max(level, logging.WARNING))
+    _add_handler(logging.StreamHandler())
+    if level <= logging.DEBUG:  # -v: the decoders' own messages too (quiet by default)
+        from datasets.decoding import set_decoder_verbosity
+
+        set_decoder_verbosity(True)
+
+
+def log_to_file(log_dir: Path, name: str, rank: int = 0) -> Optional[Path]:
+    """Also write the log to `log_dir/<name>_<time>_<pid>.log` (rank 0 only); its path."""
+    if rank != 0:
+        return None
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}.log"
+    _add_handler(logging.FileHandler(path))
+    return path
 
 
 def add_config_args(parser: argparse.ArgumentParser, default: str | None = None, optional: bool = False) -> None:
@@ -26,7 +110,8 @@ def add_config_args(parser: argparse.ArgumentParser, default: str | None = None,
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config value, e.g. --set optimizer.lr=1e-4 (repeatable)")
     parser.add_argument("--gpu_id", default=None,
-                        help="GPUs to use, e.g. '0,1'; 'cpu' (or no CUDA on the machine) runs on the CPU")
+                        help="GPUs to use, e.g. '0,1', or 'cpu' (default: GPU 0 when CUDA is available, else the "
+                             "CPU); a GPU that is not there is an error (exit 2)")
 
 
 def output_folder(text: str) -> str:
@@ -40,7 +125,7 @@ def output_folder(text: str) -> str:
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Flags shared by train.py and train_ddp.py (the reference's names kept)."""
     add_config_args(parser)
-    parser.add_argument("-t", "--train_set", default=None, help="accepted for seed compatibility; unused")
+    parser.add_argument("-t", "--train_set", default=None, help="accepted for compatibility with the reference; unused")
     parser.add_argument("-t1", "--test_set", default="val-ltest", help="tag in checkpoint file names")
     parser.add_argument("-r", "--resume", default="./checkpoint/", type=output_folder,
                         help="output folder for checkpoints and plots")
@@ -64,24 +149,37 @@ def train_options(args: argparse.Namespace, **extra: object) -> "TrainOptions":
                         overwrite=args.overwrite, **extra)
 
 
-def load(args: argparse.Namespace) -> Config:
+def load(args: argparse.Namespace) -> "Config":
+    from kvq.config import load_config
+
     cfg = load_config(args.opt, args.overrides)
     for w in cfg.warnings:
         logging.getLogger("config").warning("%s", w)
     return cfg
 
 
-def run_main(main: Callable[[Sequence[str] | None], int]) -> None:
-    """Run a CLI main; user errors (config, files, data) end with a message and exit 2."""
-    from datasets.annotations import AnnotationError
-    from datasets.decoding import VideoDecodeError
-    from datasets.features import MissingFeatureError
-    from kvq.checkpoint import CheckpointMismatchError
-    from kvq.weights import MissingWeightsError
+# Exceptions that are the user's to fix (config, files, data, weights, GPUs): exit 2 with the message.
+USER_ERRORS = (("kvq.config", "ConfigError"), ("datasets.annotations", "AnnotationError"),
+               ("datasets.decoding", "VideoDecodeError"), ("datasets.features", "MissingFeatureError"),
+               ("kvq.checkpoint", "CheckpointMismatchError"), ("kvq.weights", "MissingWeightsError"),
+               ("kvq.device", "DeviceError"))
 
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether `error` is one of USER_ERRORS or FileNotFoundError. A module that was never imported
+    cannot have raised its error, so nothing is imported here."""
+    classes = [getattr(sys.modules.get(module), name, None) for module, name in USER_ERRORS]
+    return isinstance(error, (FileNotFoundError, *(c for c in classes if c is not None)))
+
+
+def run_main(main: Callable[[Sequence[str] | None], int]) -> None:
+    """Run a CLI main and exit with its status; user errors (`is_user_error`) end with a message
+    and exit 2, anything else with a traceback and exit 1."""
     try:
-        sys.exit(main(None))
-    except (ConfigError, AnnotationError, VideoDecodeError, MissingFeatureError, CheckpointMismatchError,
-            MissingWeightsError, FileNotFoundError) as e:
+        status = main(None)
+    except Exception as e:
+        if not is_user_error(e):
+            raise
         logging.getLogger("kvq").error("error: %s", e)
-        sys.exit(2)
+        status = EXIT_USAGE
+    sys.exit(status)

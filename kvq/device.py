@@ -1,4 +1,4 @@
-"""Device selection: CUDA when present and asked for, the CPU otherwise."""
+"""Device selection: the GPUs asked for (an error when they are not there), CUDA when present, else the CPU."""
 from __future__ import annotations
 
 import logging
@@ -10,23 +10,28 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
-def select_devices(gpu_id: Optional[str]) -> tuple[torch.device, list[int]]:
-    """'0,1' -> (cuda:0, [0, 1]); 'cpu', None without CUDA, or no CUDA -> (cpu, [])."""
+class DeviceError(ValueError):
+    """A --gpu_id that names GPUs this machine cannot use (the CLIs exit 2 with the message)."""
+
+
+def select_devices(gpu_id: Optional[str], flag: str = "--gpu_id") -> tuple[torch.device, list[int]]:
+    """'0,1' -> (cuda:0, [0, 1]); 'cpu' -> (cpu, []); None or '' -> cuda:0 when CUDA is
+    available, else the CPU. GPUs that are named but not there raise DeviceError (never a silent
+    fall-back to the CPU); `flag` is the option named in the message."""
     if gpu_id is not None and gpu_id.strip().lower() == "cpu":
         return torch.device("cpu"), []
-    if not torch.cuda.is_available():
-        if gpu_id:
-            log.warning("--gpu_id %s asked for GPUs but CUDA is not available: running on the CPU", gpu_id)
-        return torch.device("cpu"), []
-    if not gpu_id:
-        return torch.device("cuda:0"), [0]
+    if not gpu_id or not gpu_id.strip():
+        return (torch.device("cuda:0"), [0]) if torch.cuda.is_available() else (torch.device("cpu"), [])
     try:
         ids = [int(x) for x in gpu_id.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"--gpu_id must be 'cpu' or a comma-separated list of GPU numbers, got {gpu_id!r}") from None
-    bad = [i for i in ids if i >= torch.cuda.device_count()]
+        raise DeviceError(f"{flag} must be 'cpu' or a comma-separated list of GPU numbers, got {gpu_id!r}") from None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    bad = [i for i in ids if not 0 <= i < count]
     if bad:
-        raise ValueError(f"--gpu_id {gpu_id}: this machine has {torch.cuda.device_count()} GPU(s)")
+        visible = f"GPUs 0..{count - 1}" if count else "no CUDA GPU"
+        raise DeviceError(f"{flag} {gpu_id}: GPU {', '.join(map(str, bad))} not available; this machine has "
+                          f"{count} visible GPU(s) ({visible}); use {flag} cpu for the CPU")
     return torch.device(f"cuda:{ids[0]}"), ids
 
 

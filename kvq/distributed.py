@@ -10,6 +10,8 @@ from typing import Iterator, Optional
 import torch
 import torch.distributed as dist
 
+from kvq.device import DeviceError, select_devices
+
 log = logging.getLogger(__name__)
 
 
@@ -29,25 +31,44 @@ class DistInfo:
         return self.rank == 0
 
 
+def process_device(gpu_id: Optional[str], local_rank: int, local_world_size: int) -> torch.device:
+    """This process's device. --gpu_id '2,3': one GPU per process of the node, local rank i on
+    GPU ids[i] (the number of ids must be the node's process count); 'cpu': the CPU; none: GPU
+    local_rank (modulo the GPU count) when CUDA is available, else the CPU. Unusable GPUs raise
+    DeviceError."""
+    if gpu_id is None or not gpu_id.strip():
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    device, ids = select_devices(gpu_id)
+    if device.type == "cpu":
+        return device
+    if len(ids) != local_world_size:
+        raise DeviceError(f"--gpu_id {gpu_id} names {len(ids)} GPU(s) for {local_world_size} process(es) on this "
+                          f"node: give one GPU per process (torchrun --nproc_per_node={len(ids)})")
+    return torch.device("cuda", ids[local_rank])
+
+
 @contextmanager
 def distributed(gpu_id: Optional[str], local_rank: Optional[int] = None) -> Iterator[tuple[DistInfo, torch.device]]:
     """Join the process group that torchrun / torch.distributed.launch describe in the environment
-    (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*), yield (info, this process's device), leave it on exit.
+    (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_*), yield (info, this process's device),
+    leave it on exit.
 
-    gpu_id 'cpu' (or no CUDA) -> gloo on the CPU. Without RANK in the environment: one process.
-    local_rank: the --local_rank argument of torch.distributed.launch without --use_env.
+    Devices: see `process_device` ('cpu' or no CUDA -> gloo on the CPU, else NCCL). Without RANK in
+    the environment: one process. local_rank: the --local_rank argument of torch.distributed.launch
+    without --use_env.
     """
     local = int(os.environ.get("LOCAL_RANK", local_rank or 0))
-    use_cuda = torch.cuda.is_available() and (gpu_id or "").lower() != "cpu"
-    device = torch.device("cpu")
-    if use_cuda:
-        device = torch.device("cuda", local % torch.cuda.device_count())
+    launched = "RANK" in os.environ
+    device = process_device(gpu_id, local, int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if launched else 1)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-    if "RANK" not in os.environ:
+    if not launched:
         log.warning("not started by torchrun / torch.distributed.launch: training in one process")
         yield DistInfo(), device
         return
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield DistInfo(dist.get_rank(), dist.get_world_size()), device
     finally:

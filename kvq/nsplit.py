@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from datasets import build_dataset, collate
 from datasets.annotations import VideoRecord, detect_format, read_annotations
-from datasets.splits import PARTS, grouped_n_splits
+from datasets.splits import GROUP_BY, PARTS, grouped_n_splits
 from kvq.config import Config, ConfigError, validate
 from kvq.evaluate import predict
 from kvq.inference import load_model, write_predictions
@@ -42,7 +42,6 @@ from kvq.trainer import TrainOptions, Trainer
 
 log = logging.getLogger(__name__)
 
-GROUP_BY = ("group", "cls_label", "none")
 MIN_PART = 3  # correlation metrics need at least 3 videos
 
 

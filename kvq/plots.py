@@ -2,23 +2,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from kvq.io import atomic_open
+from kvq.metrics import CORRELATIONS, fit_logistic4, linear_rescale, logistic4
 
-from kvq.io import atomic_open  # noqa: E402
-from kvq.metrics import CORRELATIONS, fit_logistic4, linear_rescale, logistic4  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _pyplot() -> ModuleType:
+    """matplotlib.pyplot on the file-only Agg backend, imported when a plot is made (it is slow to import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def scatter_plot(pred: Sequence[float], mos: Sequence[float], path: str | Path, title: str = "",
                  metrics: Optional[Mapping[str, float]] = None) -> Path:
     """Scatter of predictions (x) against MOS (y) with the fitted logistic (or linear) curve."""
     pred, mos = np.asarray(pred, float), np.asarray(mos, float)
-    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=110)
+    fig, ax = _pyplot().subplots(figsize=(5, 4.5), dpi=110)
     ax.scatter(pred, mos, s=14, alpha=0.7, edgecolors="none")
     xs = np.linspace(pred.min(), pred.max(), 200)
     try:
@@ -41,7 +51,7 @@ def scatter_plot(pred: Sequence[float], mos: Sequence[float], path: str | Path, 
 def curves_plot(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
     """Training loss and validation SROCC/PLCC (model and EMA) per epoch."""
     epochs = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    fig, (a, b) = _pyplot().subplots(1, 2, figsize=(10, 4), dpi=110)
     a.plot(epochs, [h.get("train_loss", np.nan) for h in history], "o-")
     a.set_xlabel("epoch")
     a.set_ylabel("training loss")
@@ -61,7 +71,7 @@ def curves_plot(history: Sequence[Mapping[str, float]], path: str | Path) -> Pat
 
 def splits_box_plot(results: Sequence[Mapping[str, float]], path: str | Path, title: str = "") -> Path:
     """Box plots over splits of the test SROCC, PLCC, KROCC (left) and RMSE (right), each split a dot."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 4), dpi=110, gridspec_kw={"width_ratios": [3, 1]})
+    fig, (a, b) = _pyplot().subplots(1, 2, figsize=(8, 4), dpi=110, gridspec_kw={"width_ratios": [3, 1]})
     rng = np.random.default_rng(0)  # horizontal jitter of the dots only
     for ax, keys in ((a, ("SROCC", "PLCC", "KROCC")), (b, ("RMSE",))):
         values = [[float(r[k]) for r in results] for k in keys]
@@ -76,9 +86,9 @@ def splits_box_plot(results: Sequence[Mapping[str, float]], path: str | Path, ti
     return _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def _save(fig: "Figure", path: str | Path) -> Path:
     path = Path(path)
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png")
-    plt.close(fig)
+    _pyplot().close(fig)
     return path

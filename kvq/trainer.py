@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import platform
 import random
 import time
@@ -438,15 +437,3 @@ class Trainer:
                            "config": dict(self.cfg)}, self.ckpt_path(tag))
         log.info("saved %s (epoch %d)", self.ckpt_path(tag), epoch)
 
-
-def setup_logging(log_dir: Path, name: str, rank: int = 0) -> Optional[Path]:
-    """Console + a log file under `log_dir` (rank 0 only)."""
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    path = None
-    if rank == 0:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        path = log_dir / f"{name}_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}.log"
-        handlers.append(logging.FileHandler(path))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return path

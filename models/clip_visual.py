@@ -17,7 +17,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
-from open_clip.transformer import QuickGELU, VisionTransformer
 from torch import nn
 
 from kvq.checkpoint import extract_state_dict
@@ -83,6 +82,8 @@ class ClipVisualAdapter(nn.Module):
         self.clip_location = clip_location
         self.cls_use = cls_use
         self.checkpoint = checkpoint
+        from open_clip.transformer import QuickGELU, VisionTransformer  # open_clip (timm...) only when built
+
         self.visual = VisionTransformer(image_size=image_size, patch_size=patch_size, width=width, layers=layers,
                                         heads=heads, mlp_ratio=4.0, output_dim=output_dim, act_layer=QuickGELU)
         if cls_use:

@@ -5,24 +5,24 @@
 Prints one JSON line per case on stdout:
     {"model": ..., "case": ..., "max_abs_error": ..., "pass": true | false | null, ...}
 ("pass": null = skipped on purpose by --max-frames; "skipped"/"error"/"failures" say why a case
-did not pass). Exit status 0 only when no case failed.
+did not pass). Exit status (README "Exit statuses") 0 only when no case failed: 1 when one did,
+2 when the fixtures cannot be read.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kvq.conformance import iter_checks  # noqa: E402
+from kvq.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, log_level, make_parser, setup_logging  # noqa: E402
 
 log = logging.getLogger("check_reference")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("fixture_dir", type=Path, help="folder with detweights.py and expected_*.json")
     parser.add_argument("--manifests", type=Path, action="append", default=[],
                         help="other folder to look for manifest_*.json in (repeatable)")
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
                         help="fixture names to check (expected_<NAME>.json), e.g. simplevqa slowfast")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level(args))
+    from kvq.conformance import iter_checks
 
     results = []
     try:
@@ -40,12 +41,12 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
     except (FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
-        return 2
+        return EXIT_USAGE
     failed = [r for r in results if r.passed is False]
     skipped = [r for r in results if r.passed is None]
     log.info("%d cases: %d passed, %d failed, %d skipped", len(results),
              len(results) - len(failed) - len(skipped), len(failed), len(skipped))
-    return 1 if failed else 0
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
     python scripts/convert_annotations.py --format konvid KoNViD_1k_mos.csv data/konvid/all.csv
     python scripts/convert_annotations.py --format kvq data/KVQ/train_data.csv data/KVQ/val_data.csv data/KVQ/all.csv
     python scripts/convert_annotations.py --format lsvq --subset train labels_train_test.csv data/lsvq/train.csv
+
+Exit statuses: README "Exit statuses" (2: a metadata file that cannot be read, naming file and line).
 """
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.converters import CONVERTERS, KVQ_GROUP_SIZE, Options, convert, write_annotation_csv  # noqa: E402
-from kvq.cli import run_main  # noqa: E402
+from kvq.cli import EXIT_OK, log_level, make_parser, run_main, setup_logging  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--format", required=True, choices=CONVERTERS.names(), help="the dataset the files come from")
     p.add_argument("sources", nargs="+", metavar="SRC", help="official metadata file(s) of that dataset")
     p.add_argument("out", metavar="OUT", help="annotation csv to write (filename,score,group)")
@@ -40,6 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging(log_level(args))
     result = convert(args.format, args.sources, Options(args.suffix, args.subset, args.group_size))
     out = write_annotation_csv(args.out, result.rows)
     groups = len({r.group for r in result.rows})
@@ -48,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped {len(result.skipped)} rows without a score:", *result.skipped[:20], sep="\n  ")
         if len(result.skipped) > 20:
             print(f"  ... and {len(result.skipped) - 20} more")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Build the built-in KVQ-shaped demo dataset (no downloads); see kvq/demo_data.py for the layout.
 
     python scripts/make_demo_dataset.py --out data/demo [--sources 24] [--seed 0] [--duration 3]
+
+Exit statuses: README "Exit statuses".
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, setup_logging  # noqa: E402
 from kvq.demo_data import DemoDatasetError, DemoParams, build_dataset  # noqa: E402
 
 
@@ -24,7 +27,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = DemoParams()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--out", required=True, help="dataset root to create (or resume)")
     p.add_argument("--sources", type=int, default=d.sources, help="source clips; each gives 7 videos")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of every random choice")
@@ -32,28 +35,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=parse_size, default=(d.width, d.height),
                    help="portrait WIDTHxHEIGHT (landscape sources swap it); small values for tests")
     p.add_argument("--workers", type=int, default=None, help="source groups built in parallel (default min(2, cpus))")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level(args))
     params = DemoParams(sources=args.sources, seed=args.seed, duration=args.duration,
                         width=args.size[0], height=args.size[1])
     try:
         summary = build_dataset(args.out, params, workers=args.workers, progress=True)
     except (DemoDatasetError, ValueError) as e:
         logging.getLogger("make_demo_dataset").error("%s", e)
-        return 2
+        return EXIT_USAGE
     mos = [v["mos"] for v in summary.videos]
     print(f"demo dataset: {summary.root}" + (" (already complete; nothing done)" if summary.noop else ""))
     for split, (groups, videos) in summary.split_counts().items():
         print(f"  {split:5s}: {groups} source groups, {videos} videos")
     print(f"  MOS range {min(mos):.3f} .. {max(mos):.3f}; {summary.seconds:.1f} s"
           + (f"; resumed {summary.resumed_groups} finished groups" if summary.resumed_groups else ""))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ group (the annotation's `group` column) is in two parts, trains each split with 
 (train.py's engine), keeps the checkpoint of the best val epoch (model or EMA, by val SROCC+PLCC)
 and scores the test part with it once. Prints and writes test SROCC/PLCC/KROCC/RMSE per split,
 median and mean +- std (results.csv, results_box.png). Run it again to resume: finished splits
-are skipped, an interrupted one continues from its last epoch.
+are skipped, an interrupted one continues from its last epoch. Exit statuses: README "Exit statuses".
 """
 from __future__ import annotations
 
@@ -22,26 +22,23 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kvq.cli import add_config_args, load, run_main  # noqa: E402
-from kvq.device import select_devices  # noqa: E402
-from kvq.metrics import CORRELATIONS  # noqa: E402
-from kvq.nsplit import GROUP_BY, SplitOptions, run_splits, summarize, write_results  # noqa: E402
-from kvq.distributed import DistInfo, distributed  # noqa: E402
-from kvq.trainer import setup_logging  # noqa: E402
+from kvq.cli import (EXIT_OK, add_config_args, load, log_level, log_to_file, make_parser, run_main,  # noqa: E402
+                     setup_logging)
+from datasets.splits import GROUP_BY  # noqa: E402
 
 log = logging.getLogger("run_splits")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     add_config_args(p)
-    p.add_argument("--splits", type=int, default=10, help="number of random splits (default 10)")
-    p.add_argument("--val-frac", type=float, default=0.1, help="fraction of the videos in val (default 0.1)")
-    p.add_argument("--test-frac", type=float, default=0.2, help="fraction of the videos in test (default 0.2)")
+    p.add_argument("--splits", type=int, default=10, help="number of random splits")
+    p.add_argument("--val-frac", type=float, default=0.1, help="fraction of the videos in val")
+    p.add_argument("--test-frac", type=float, default=0.2, help="fraction of the videos in test")
     p.add_argument("--seed", type=int, default=None, help="seed of the splits (default: the config's seed)")
     p.add_argument("--out", default=None, help="output folder (default runs/splits/<config name>)")
     p.add_argument("--group-by", default="group", choices=GROUP_BY,
-                   help="group: the annotation's group column (default); cls_label: the ksvqe lists' "
+                   help="group: the annotation's group column; cls_label: the ksvqe lists' "
                         "cls_label; none: every video is its own group")
     p.add_argument("--sync_bn", action="store_true", help="under torchrun: convert BatchNorm to SyncBatchNorm")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None,
@@ -57,6 +54,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    setup_logging(log_level(args), int(os.environ.get("RANK", 0)))
+    from kvq.device import select_devices
+    from kvq.distributed import DistInfo, distributed
+    from kvq.metrics import CORRELATIONS
+    from kvq.nsplit import SplitOptions, run_splits, summarize, write_results
+
     if "RANK" in os.environ:
         session = distributed(args.gpu_id, args.local_rank)
         ids: list[int] = []
@@ -66,14 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with session as (info, device):
         cfg = load(args)
         out = Path(args.out or Path("runs") / "splits" / cfg["name"])
-        setup_logging(out / "log", cfg["name"], info.rank)
+        log_to_file(out / "log", cfg["name"], info.rank)
         log.info("world size %d, rank %d, device %s", info.world_size, info.rank, device)
         opts = SplitOptions(out, args.splits, args.val_frac, args.test_frac,
                             cfg["seed"] if args.seed is None else args.seed, args.group_by,
                             not args.no_progress, ids, args.sync_bn)
         results = run_splits(cfg, opts, device, info)
     if not info.is_main:
-        return 0
+        return EXIT_OK
     csv_path, plot = write_results(out, results)
     print(f"{'split':>5} {'epoch':>5} {'selected':>8} " + " ".join(f"{k:>7}" for k in CORRELATIONS))
     for r in results:
@@ -83,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s = summary[k]
         print(f"test {k}: median {s['median']:.4f}, mean {s['mean']:.4f} ± {s['std']:.4f}")
     print(f"wrote {csv_path} and {plot}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import SlowFast_features
+from kvq.cli import EXIT_PARTIAL
 from kvq.slowfast_features import MARKER, plan_clips
 from tests.media import make_video
 
@@ -54,7 +55,7 @@ def test_layout_shapes_and_resume(videos: Path, tmp_path: Path) -> None:
 def test_undecodable_video_is_reported_others_done(videos: Path, tmp_path: Path, capsys) -> None:
     (videos / "bad.mp4").write_bytes(b"garbage")
     (videos / "with_bad.csv").write_text("filename,score\nbad.mp4,1\na.mp4,2\n")
-    assert run(videos, tmp_path, "with_bad.csv") == 1
+    assert run(videos, tmp_path, "with_bad.csv") == EXIT_PARTIAL
     assert "bad.mp4" in capsys.readouterr().err
     assert (tmp_path / "db" / "a.mp4" / MARKER).is_file()
     assert not (tmp_path / "db" / "bad.mp4").exists()

@@ -1,0 +1,210 @@
+"""CLI conventions of every entry point (kvq/cli.py): fast -h that shows defaults, -v/-q, exit
+statuses, third-party warning filters, GPUs that are named but not there."""
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import SlowFast_features
+import metric_score
+from kvq import cli
+from kvq.device import DeviceError, select_devices
+from kvq.distributed import process_device
+from tests.media import make_video
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# entry point -> a default its -h must show (None: it has no option with a default)
+ENTRY_POINTS = {
+    "train.py": "(default: val-ltest)",
+    "train_ddp.py": "(default: ./checkpoint/)",
+    "test.py": "(default: prediction.csv)",
+    "SlowFast_features.py": "(default: 224)",
+    "metric_score.py": None,
+    "scripts/make_demo_dataset.py": "(default: 24)",
+    "scripts/convert_annotations.py": "(default: all)",
+    "scripts/run_splits.py": "(default: 10)",
+    "scripts/check_reference.py": None,
+    "benchmarks/run.py": "(default: startup,decode,",
+}
+
+# runs ENTRY -h as `python ENTRY -h` would, then reports whether torch was imported
+HELP_RUNNER = """
+import runpy, sys
+entry = sys.argv[1]
+sys.argv = [entry, "-h"]
+try:
+    runpy.run_path(entry, run_name="__main__")
+    code = 0
+except SystemExit as e:
+    code = e.code
+print("TORCH_IMPORTED" if "torch" in sys.modules else "TORCH_NOT_IMPORTED")
+sys.exit(code)
+"""
+
+
+@pytest.fixture
+def root_logging():
+    """Leave the root logger as it was (level and handlers)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield root
+    for h in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(h)
+        h.close()
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_help_is_answered_before_torch_is_imported_and_shows_defaults(entry: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", HELP_RUNNER, entry], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.rstrip().endswith("TORCH_NOT_IMPORTED"), proc.stdout[-500:]
+    assert "-v, --verbose" in proc.stdout and "-q, --quiet" in proc.stdout
+    assert re.search(r"\n    (python|torchrun) ", proc.stdout), "the docstring's layout is kept"
+    if ENTRY_POINTS[entry]:
+        assert ENTRY_POINTS[entry] in " ".join(proc.stdout.split())  # help lines are wrapped
+    assert "Warning" not in proc.stderr
+
+
+def test_help_formatter_shows_only_defaults_worth_showing() -> None:
+    p = cli.make_parser("doc\n    indented line")
+    p.add_argument("--n", type=int, default=0, help="a number")
+    p.add_argument("--name", default=None, help="a name")
+    p.add_argument("--flag", action="store_true", help="a flag")
+    p.add_argument("--said", default=3, help="already said (default 3)")
+    raw = p.format_help()
+    assert "\n    indented line" in raw
+    text = " ".join(raw.split())
+    assert "a number (default: 0)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text and "(default: 3)" not in text
+
+
+@pytest.mark.parametrize("flags, level", [([], logging.INFO), (["-v"], logging.DEBUG), (["-q"], logging.WARNING),
+                                          (["--quiet"], logging.WARNING)])
+def test_verbose_and_quiet_set_the_level(flags: list[str], level: int, tmp_path: Path, root_logging) -> None:
+    assert metric_score.main([*flags, str(tmp_path / "none.csv"), str(tmp_path)]) == cli.EXIT_USAGE
+    assert root_logging.level == level
+    assert len([h for h in root_logging.handlers if getattr(h, "kvq_cli", False)]) == 1
+
+
+def test_verbose_and_quiet_exclude_each_other() -> None:
+    with pytest.raises(SystemExit) as e:
+        metric_score.main(["-v", "-q", "a.csv", "b"])
+    assert e.value.code == cli.EXIT_USAGE
+
+
+def test_log_file_gets_the_messages_and_a_new_setup_replaces_it(tmp_path: Path, root_logging) -> None:
+    cli.setup_logging(logging.INFO)
+    path = cli.log_to_file(tmp_path, "run")
+    logging.getLogger("x").info("hello")
+    assert cli.log_to_file(tmp_path, "run", rank=1) is None
+    cli.setup_logging(logging.INFO)  # the earlier file handler is closed and removed
+    logging.getLogger("x").info("not in the file")
+    assert path.read_text().count("\n") == 1 and "INFO x: hello" in path.read_text()
+
+
+def test_non_zero_ranks_log_warnings_only(root_logging) -> None:
+    cli.setup_logging(logging.DEBUG, rank=1)
+    assert root_logging.level == logging.WARNING
+
+
+def test_known_third_party_warning_is_filtered_and_others_are_not() -> None:
+    category, _, module = cli.THIRD_PARTY_WARNINGS[0]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        cli.filter_third_party_warnings()
+        for message, mod in (("`torch.jit.script` is deprecated. Please switch to `torch.compile`", "torch.jit._script"),
+                             ("something else is deprecated", "torch.jit._script"),
+                             ("`torch.jit.script` is deprecated.", "my_module")):
+            warnings.warn_explicit(message, category, "file.py", 1, module=mod)
+    assert [str(w.message) for w in seen] == ["something else is deprecated", "`torch.jit.script` is deprecated."]
+
+
+def test_filter_matches_the_warning_fvcore_really_prints() -> None:
+    """A fresh interpreter importing fvcore.nn (what pytorchvideo imports) prints the FutureWarning,
+    and prints nothing once the filters are on."""
+    code = "import sys; from kvq.cli import filter_third_party_warnings; {} import fvcore.nn"
+    plain, filtered = (subprocess.run([sys.executable, "-c", code.format(f)], cwd=ROOT, capture_output=True,
+                                      text=True, timeout=300) for f in ("", "filter_third_party_warnings();"))
+    assert "FutureWarning" in plain.stderr
+    assert filtered.returncode == 0 and "Warning" not in filtered.stderr, filtered.stderr
+
+
+def raising(error: Exception):
+    def main(_argv) -> int:
+        raise error
+
+    return main
+
+
+def test_run_main_exit_statuses(caplog) -> None:
+    for error in (DeviceError("--gpu_id 7: no"), FileNotFoundError("x.csv")):
+        with pytest.raises(SystemExit) as e:
+            cli.run_main(raising(error))
+        assert e.value.code == cli.EXIT_USAGE
+    assert "--gpu_id 7: no" in caplog.text
+    with pytest.raises(SystemExit) as e:
+        cli.run_main(lambda _: cli.EXIT_PARTIAL)
+    assert e.value.code == cli.EXIT_PARTIAL
+    with pytest.raises(ZeroDivisionError):  # a bug: traceback, exit 1
+        cli.run_main(raising(ZeroDivisionError()))
+
+
+def gpus(monkeypatch, count: int) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_named_gpu_that_is_not_there_is_an_error(monkeypatch, count: int) -> None:
+    gpus(monkeypatch, count)
+    with pytest.raises(DeviceError, match=f"{count} visible GPU"):
+        select_devices("7")
+    with pytest.raises(DeviceError, match="--gpu_ids 0,7"):
+        select_devices("0,7", "--gpu_ids")
+    with pytest.raises(DeviceError, match="comma-separated"):
+        select_devices("first")
+    assert select_devices("cpu") == (torch.device("cpu"), [])
+    assert select_devices(None) == ((torch.device("cuda:0"), [0]) if count else (torch.device("cpu"), []))
+
+
+def test_named_gpus_that_are_there_are_used(monkeypatch) -> None:
+    gpus(monkeypatch, 2)
+    assert select_devices("1,0") == (torch.device("cuda:1"), [1, 0])
+
+
+def test_ddp_process_device_honours_gpu_id(monkeypatch) -> None:
+    gpus(monkeypatch, 4)
+    assert process_device("2,3", 1, 2) == torch.device("cuda", 3)
+    assert process_device(None, 5, 8) == torch.device("cuda", 1)
+    assert process_device("cpu", 1, 2) == torch.device("cpu")
+    with pytest.raises(DeviceError, match="2 GPU.*for 4 process"):
+        process_device("2,3", 0, 4)
+    with pytest.raises(DeviceError, match="4 visible GPU"):
+        process_device("3,4", 0, 2)
+    gpus(monkeypatch, 0)
+    assert process_device(None, 1, 2) == torch.device("cpu")
+    with pytest.raises(DeviceError, match="0 visible GPU"):
+        process_device("0", 0, 1)
+
+
+def test_slowfast_features_with_a_missing_gpu_exits_2(monkeypatch, tmp_path: Path, caplog, root_logging) -> None:
+    gpus(monkeypatch, 0)
+    make_video(tmp_path / "a.mp4", size="32x32", frames=4)
+    (tmp_path / "list.csv").write_text("filename,score\na.mp4,1\n")
+    argv = ["--video_root", str(tmp_path), "--video_csv", str(tmp_path / "list.csv"), "--gpu_ids", "7",
+            "--feature_save_folder", str(tmp_path / "out"), "--no_pretrained"]
+    with pytest.raises(SystemExit) as e:
+        cli.run_main(lambda _: SlowFast_features.main(argv))
+    assert e.value.code == cli.EXIT_USAGE
+    assert "--gpu_ids 7" in caplog.text and "0 visible GPU" in caplog.text
+    assert not (tmp_path / "out").exists()
