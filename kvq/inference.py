@@ -19,7 +19,7 @@ from datasets.decoding import VideoDecodeError
 from datasets.features import MissingFeatureError
 from datasets.kvq_datasets import SimpleVQADataset
 from kvq.checkpoint import extract_state_dict, load_checkpoint_file, load_into
-from kvq.device import to_channels_last
+from kvq.device import configure_backends, to_channels_last
 from kvq.evaluate import Predictions, predict
 from kvq.io import atomic_open
 from kvq.registry import DATASETS
@@ -40,13 +40,14 @@ def checkpoint_for_test(cfg: Mapping[str, Any], override: Optional[str] = None) 
 
 def load_model(cfg: Mapping[str, Any], checkpoint: str, device: torch.device, obj: Any = None) -> nn.Module:
     """The config's network with the checkpoint's weights, in eval mode on `device` (channels-last
-    convolutions when the config says so). `obj`: the checkpoint file's content when already read
-    (`load_checkpoint_file`), so it is read once."""
+    convolutions when the config says so; its tf32 / cudnn_benchmark applied on CUDA). `obj`: the
+    checkpoint file's content when already read (`load_checkpoint_file`), so it is read once."""
     model = create_model(cfg)
     report = load_into(model, extract_state_dict(load_checkpoint_file(checkpoint) if obj is None else obj))
     log.info("loaded %s: %s", checkpoint, report.summary())
     if cfg["channels_last"]:
         to_channels_last(model)
+    configure_backends(device, cfg["tf32"], cfg["cudnn_benchmark"])
     return model.to(device).eval()
 
 

@@ -29,7 +29,7 @@ from datasets import build_dataset, collate
 from kvq.calibration import CHECKPOINT_KEY, calibration_indices, fit_calibration, mos_range
 from kvq.checkpoint import CheckpointMismatchError, load_checkpoint_file, load_into, read_checkpoint
 from kvq.config import ConfigError
-from kvq.device import autocast, to_channels_last
+from kvq.device import autocast, configure_backends, to_channels_last
 from kvq.distributed import DistInfo
 from kvq.ema import ModelEMA
 from kvq.evaluate import Predictions, clip_inputs, predict, video_scores
@@ -110,6 +110,7 @@ class Trainer:
         self.dist = dist_info or DistInfo()
         self.seed = opts.seed if opts.seed is not None else cfg["seed"]
         seed_everything(self.seed + self.dist.rank)
+        configure_backends(device, cfg["tf32"], cfg["cudnn_benchmark"])
         if "train" not in cfg["data"]:
             raise ConfigError(f"{getattr(cfg, 'source', 'config')}: data.train is required for training")
         self.train_set = build_dataset(cfg["data"]["train"])
