@@ -179,11 +179,18 @@ class Trainer:
                           collate_fn=collate, pin_memory=self.device.type == "cuda")
 
     def _wrap(self, model: nn.Module) -> nn.Module:
+        """DDP (under torchrun), DataParallel (several --gpu_id), or the model itself.
+
+        DDP searches the graph for unused parameters only when the model has some
+        (`VQANetwork.has_unused_parameters`), and broadcasts no buffers per step: the constant
+        index buffers need none, and BatchNorm statistics only count where they are read, which
+        are rank 0's (validation broadcasts them first; rank 0 writes the checkpoints)."""
         if self.dist.enabled:
             if self.opts.sync_bn:
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
-            return nn.parallel.DistributedDataParallel(model, find_unused_parameters=True, **kwargs)
+            return nn.parallel.DistributedDataParallel(model, find_unused_parameters=model.has_unused_parameters,
+                                                       broadcast_buffers=False, **kwargs)
         if len(self.opts.device_ids) > 1:
             return nn.DataParallel(model, device_ids=self.opts.device_ids)
         return model

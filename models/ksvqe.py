@@ -131,6 +131,12 @@ class KSVQE(SwinTransformer3D):
         if pretrained:
             load_kinetics_weights(self, swin_file)
 
+    @property
+    def has_unused_parameters(self) -> bool:
+        """tuning_stage = the number of stages: no modulation, a1 and a2 are empty and unused
+        (every other tuning stage uses all trainable parameters)."""
+        return self.tuning_stage == len(self.layers)
+
     def remap_reference_keys(self, state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
         """Reference checkpoints already use these names: nothing is renamed or dropped.
 
