@@ -32,7 +32,7 @@ from kvq.config import ConfigError
 from kvq.device import autocast, configure_backends, to_channels_last
 from kvq.distributed import DistInfo
 from kvq.ema import ModelEMA
-from kvq.evaluate import Predictions, clip_inputs, predict, video_scores
+from kvq.evaluate import Predictions, clip_inputs, predict, predict_each, video_scores
 from kvq.inference import SkipUnreadable, train_scoring_spec
 from kvq.io import atomic_torch_save, atomic_write_text
 from kvq.losses import plcc_loss, rank_loss
@@ -363,12 +363,14 @@ class Trainer:
         models = {"n": bare(self.model)}
         if self.ema:
             models["s"] = self.ema.module
-        for tag, model in models.items():
-            if self.dist.enabled:  # BN statistics of the last step differ per rank: use rank 0's
+        if self.dist.enabled:  # BN statistics of the last step differ per rank: use rank 0's
+            for model in models.values():
                 for tensor in model.state_dict().values():
                     dist.broadcast(tensor, src=0)
-            preds = self.gather(predict(model, self.val_loader, self.device, self.cfg["amp"],
-                                        desc=f"validate {tag}", progress=self.opts.progress and self.dist.is_main))
+        every = predict_each(models, self.val_loader, self.device, self.cfg["amp"], desc="validate",
+                             progress=self.opts.progress and self.dist.is_main)  # one pass, both models
+        for tag, model in models.items():
+            preds = self.gather(every[tag])
             if not self.dist.is_main:
                 continue
             metrics = correlation_metrics(preds.scores, preds.labels, self.cfg["metrics_fit"])
