@@ -14,5 +14,5 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
                            "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(out.read_text())
-    assert {"machine", "videos", "decode", "views", "slowfast", "forward", "train", "targets"} <= set(summary)
+    assert {"machine", "videos", "decode", "views", "slowfast", "forward", "engine", "train", "targets"} <= set(summary)
     assert "== training" in proc.stdout

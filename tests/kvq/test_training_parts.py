@@ -65,16 +65,9 @@ def _frozen_tower_model() -> nn.Module:
     return model
 
 
-def _old_ema_update(ema: dict, model: nn.Module, decay: float) -> None:
-    """The update before fusing: every floating state entry lerped, integers copied."""
-    for key, value in model.state_dict().items():
-        if ema[key].is_floating_point():
-            ema[key].lerp_(value, 1.0 - decay)
-        else:
-            ema[key].copy_(value)
-
-
 def test_fused_ema_update_equals_the_old_formula_and_shares_frozen_parameters() -> None:
+    from benchmarks.run import old_ema_update
+
     model = _frozen_tower_model()
     ema = ModelEMA(model, decay=0.9)
     reference = {k: v.clone() for k, v in model.state_dict().items()}
@@ -84,7 +77,7 @@ def test_fused_ema_update_equals_the_old_formula_and_shares_frozen_parameters() 
         model(torch.randn(8, 3)).square().mean().backward()  # BN statistics adapt, head trains
         optimizer.step()
         ema.update(model)
-        _old_ema_update(reference, model, 0.9)
+        old_ema_update(reference, model, 0.9)
     for key, value in ema.module.state_dict().items():
         torch.testing.assert_close(value, reference[key], rtol=0, atol=1e-7, msg=key)
     assert ema.module[0].weight.data_ptr() == model[0].weight.data_ptr()  # frozen: one copy in memory
