@@ -159,6 +159,14 @@ def check_test(data: Path, work: Path, gpu: Optional[str]) -> list[str]:
     return failures
 
 
+def guarded(check: Callable[..., list[str]], *args: Any, **kwargs: Any) -> list[str]:
+    """The check's failures; an exception it raises is one failure (the other checks still run)."""
+    try:
+        return check(*args, **kwargs)
+    except Exception:  # noqa: BLE001
+        return [f"{check.__name__}:\n{traceback.format_exc()}"]
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, default=None, help="folder for data and outputs (default: a temporary one)")
@@ -176,14 +184,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               + (", ".join(torch.cuda.get_device_name(i) for i in range(gpus)) or "none"))
         if not gpus:
             print("no CUDA GPU: GPU checks SKIPPED; running a short CPU pass of the same code paths")
-            failures = check_train(data, work, torch.device("cpu"), ["SimpleVQA"], ["off"], epochs=1)
-            failures += check_test(data, work, None)
+            failures = guarded(check_train, data, work, torch.device("cpu"), ["SimpleVQA"], ["off"], epochs=1)
+            failures += guarded(check_test, data, work, None)
         else:
-            failures = check_train(data, work, torch.device("cuda:0"), list(CONFIGS), AMPS, epochs=2)
-            failures += check_ddp(data, work, [1, 2] if gpus >= 2 else [1])
+            failures = guarded(check_train, data, work, torch.device("cuda:0"), list(CONFIGS), AMPS, epochs=2)
+            torch.cuda.empty_cache()  # the torchrun processes below get the memory back
+            failures += guarded(check_ddp, data, work, [1, 2] if gpus >= 2 else [1])
             if gpus < 2:
                 print("train_ddp.py world size 2 skipped: 1 GPU")
-            failures += check_test(data, work, "0")
+            failures += guarded(check_test, data, work, "0")
         print(f"\n{time.perf_counter() - t0:.0f} s")
         for failure in failures:
             print(f"FAILED: {failure}")
