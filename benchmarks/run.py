@@ -21,6 +21,11 @@ Sections (--only, comma-separated):
   forward   SimpleVQA and KSVQE (random weights) on those samples, fp32 and bf16 autocast with
             channels-last convolutions: seconds per video (first video, best of 2 calls so that
             one-time kernel set-up is not timed; 1 with --quick), max |score difference| over the videos
+  engine    the engine's speed changes, old vs new, on the CPU: EMA update (state-dict loop vs one
+            fused foreach update; EMA memory with the frozen CLIP/CONTRIQUE towers copied vs shared),
+            Swin window attention (explicit softmax vs F.scaled_dot_product_attention, fp32 and bf16
+            autocast, one KSVQE stage-0 video), bytes per collated sample (float32 views with
+            KSVQE's fragment sent twice vs uint8 views sent once)
   train     train.py with config/demo_simpleVQA.yml (data paths pointed at generated clips with
             random SlowFast features) on 1 process, and train_ddp.py under torchrun with 2 gloo
             processes: samples/s of the last epoch, scaling efficiency = DDP / (2 x 1 process)
@@ -47,7 +52,7 @@ from typing import Any, Callable, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SECTIONS = ("startup", "decode", "views", "slowfast", "forward", "train")
+SECTIONS = ("startup", "decode", "views", "slowfast", "forward", "engine", "train")
 
 from kvq.cli import log_level, make_parser, setup_logging  # noqa: E402  (standard library only)
 
@@ -80,13 +85,16 @@ from datasets import collate  # noqa: E402
 from datasets.annotations import VideoRecord  # noqa: E402
 from datasets.decoding import VideoReader  # noqa: E402
 from datasets.features import write_random_features  # noqa: E402
+from datasets.normalize import NORMALIZATIONS  # noqa: E402
 from kvq.config import Config, load_config  # noqa: E402
 from kvq.device import autocast, to_channels_last  # noqa: E402
+from kvq.ema import ModelEMA  # noqa: E402
 from kvq.evaluate import clip_inputs, video_scores  # noqa: E402
 from kvq.inference import expand_videos  # noqa: E402
 from kvq.io import atomic_write_text  # noqa: E402
 from kvq.registry import DATASETS  # noqa: E402
 from models import create_model  # noqa: E402
+from models.swin3d import WindowAttention3D, fragment_gate, shifted_window_mask  # noqa: E402
 
 FFMPEG = get_ffmpeg_exe()
 FPS = 30
@@ -121,6 +129,7 @@ class Plan:
     loader_items: int = 6
     forward_videos: int = 2
     forward_repeat: int = 2
+    attention_grid: tuple[int, int, int] = (16, 56, 56)  # KSVQE stage 0: 32 frames of 224 px
     repeat: int = 3
 
 
@@ -136,7 +145,7 @@ QUICK = Plan(
                          f"{QUICK_VIEW}.simpleVQA.frame_interval=2"),
     train_videos=8, val_videos=4, train_clip=Clip(96, 160, 1), train_epochs=1,
     train_overrides=("num_workers=0",), loader_items=2, forward_videos=1, forward_repeat=1,
-    repeat=1)
+    attention_grid=(8, 14, 14), repeat=1)
 
 SOURCES = ("testsrc2", "smptehdbars", "rgbtestsrc", "mandelbrot", "testsrc", "life")
 
@@ -376,6 +385,73 @@ def bench_forward(ctx: Context) -> list[dict[str, Any]]:
     return rows
 
 
+def old_ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, decay: float) -> None:
+    """The EMA update before kvq.ema fused it: every floating state entry lerped, one by one
+    (frozen parameters included), integers copied. `ema`: a state dict."""
+    for key, value in model.state_dict().items():
+        if ema[key].is_floating_point():
+            ema[key].lerp_(value.to(ema[key].dtype), 1.0 - decay)
+        else:
+            ema[key].copy_(value)
+
+
+def explicit_window_attention(attn: WindowAttention3D, x: torch.Tensor, window: tuple[int, int, int],
+                              mask: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """WindowAttention3D.forward before F.scaled_dot_product_attention (GRPB gate and shift mask):
+    the scores, biased and masked, then softmax, as explicit tensors. x [B * nW, N, C]."""
+    bn, n, c = x.shape
+    q, k, v = attn.qkv(x).reshape(bn, n, 3, attn.num_heads, c // attn.num_heads).permute(2, 0, 3, 1, 4)
+    scores = (q * attn.scale) @ k.transpose(-2, -1)
+    nw = gate.shape[0]
+    bias = (attn._bias(attn.relative_position_bias_table, window)[None] * gate[:, None]
+            + attn._bias(attn.fragment_position_bias_table, window) * (1 - gate[:, None]))
+    scores = scores.view(bn // nw, nw, attn.num_heads, n, n) + bias[None] + mask[None, :, None]
+    out = scores.view(bn, attn.num_heads, n, n).softmax(-1) @ v
+    return attn.proj(out.transpose(1, 2).reshape(bn, n, c))
+
+
+def _batch_bytes(batch: dict[str, Any]) -> int:
+    return sum(v.nbytes for v in batch.values() if torch.is_tensor(v))
+
+
+def bench_engine(ctx: Context) -> list[dict[str, Any]]:
+    """Old vs new for the EMA update, the window attention and the bytes a batch carries."""
+    repeat = ctx.plan.repeat
+    rows = []
+    torch.manual_seed(0)
+    model = create_model(ctx.ksvqe).train()
+    ema = ModelEMA(model, 0.999)
+    old = {k: v.clone() for k, v in model.state_dict().items()}
+    old_s, _ = best_time(lambda: old_ema_update(old, model, 0.999), repeat)
+    new_s, _ = best_time(lambda: ema.update(model), repeat)
+    rows.append({"change": "EMA update, KSVQE", "old": old_s, "new": new_s, "unit": "s", "old/new": old_s / new_s})
+    full = sum(v.nbytes for v in ema.module.state_dict().values()) / 2**20
+    own = sum(v.nbytes for v in ema.state_dict().values()) / 2**20
+    rows.append({"change": "EMA memory and checkpoint share, KSVQE", "old": full, "new": own, "unit": "MiB",
+                 "old/new": full / own})
+
+    grid, window, shift = ctx.plan.attention_grid, (8, 7, 7), (4, 3, 3)
+    attn = WindowAttention3D(96, window, 3, frag_bias=True).eval()
+    mask = shifted_window_mask(grid, window, shift, torch.device("cpu"))
+    gate = fragment_gate(grid, window, shift, torch.device("cpu"))
+    x = torch.randn(mask.shape[0], 8 * 7 * 7, 96)
+    for amp in ("off", "bf16"):
+        with torch.no_grad(), autocast(torch.device("cpu"), amp):
+            old_s, a = best_time(lambda: explicit_window_attention(attn, x, window, mask, gate), repeat)
+            new_s, b = best_time(lambda: attn(x, window, mask, gate), repeat)
+        rows.append({"change": f"window attention {grid} amp {amp}", "old": old_s, "new": new_s, "unit": "s",
+                     "old/new": old_s / new_s, "max_abs_diff": float((a.float() - b.float()).abs().max())})
+
+    for name, cfg in (("KSVQE", ctx.ksvqe), ("SimpleVQA", ctx.simplevqa)):
+        sample = (ctx.samples.get(name) or [dataset_for(cfg, ctx.videos[:1])[0]])[0]
+        floats = {k: NORMALIZATIONS[n](sample[k]) for k, n in sample["normalization"].items()}
+        before = {**sample, **floats, **({"fragment": floats["technical"]} if "technical" in floats else {})}
+        old_b, new_b = _batch_bytes(collate([before])), _batch_bytes(collate([sample]))
+        rows.append({"change": f"bytes per {name} sample", "old": old_b / 2**20, "new": new_b / 2**20,
+                     "unit": "MiB", "old/new": old_b / new_b})
+    return rows
+
+
 def make_train_data(ctx: Context) -> Path:
     """Train/val clips (varied lavfi sources, random MOS and SlowFast features), cached."""
     plan = ctx.plan
@@ -544,6 +620,10 @@ def main(args: argparse.Namespace) -> int:
         print(table("\n== model forward per video (random weights, test views)", summary["forward"],
                     ["model", "clips_per_video", "fp32_s", "bf16_channels_last_s", "speedup", "max_abs_score_diff",
                      "score_range_fp32"]))
+    if "engine" in only:
+        summary["engine"] = bench_engine(ctx)
+        print(table("\n== engine speed changes, old vs new (CPU)", summary["engine"],
+                    ["change", "old", "new", "unit", "old/new", "max_abs_diff"]))
     if "train" in only:
         summary["train"] = bench_train(ctx)
         rows = [{"run": k, **v} for k, v in summary["train"]["runs"].items()]

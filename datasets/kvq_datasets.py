@@ -1,7 +1,10 @@
 """Datasets registered under the seed's config names.
 
 Each sample is produced by a small pipeline: read annotation record -> sample frame indices
-(per view) -> decode the union of frames once -> build each view -> normalise.
+(per view) -> decode the union of frames once -> build each view. Views stay uint8 (a quarter
+of float32's bytes to collate, pin and copy); `sample["normalization"]` names each view's
+normalisation (datasets.normalize.NORMALIZATIONS), applied on the device by
+kvq.evaluate.clip_inputs.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from torch.utils.data import Dataset
 from datasets.annotations import VideoRecord, read_annotations
 from datasets.decoding import VideoDecodeError, read_frames
 from datasets.features import load_clip_features
-from datasets.normalize import CLIP, SIMPLEVQA, TECHNICAL
+from datasets.normalize import SIMPLEVQA
 from datasets.samplers import SAMPLER_OPTIONS, build_sampler
 from datasets.views import apply_view, resized_view, view_options
 from kvq.registry import DATASETS
@@ -110,9 +113,9 @@ class VideoQualityDataset(Dataset):
 class KSVQEDataset(VideoQualityDataset):
     """KSVQE input: for the (single) technical view with T = clip_len * num_clips frames:
 
-    technical, fragment: float [3,T,288,288] (fragments, Swin normalisation)
-    resize_video:        float [3,T,size_h,size_w] (the raw clip resized, CLIP normalisation)
-    dis_label: int, label: float, original_shape: (T,H,W), + common fields.
+    technical:    uint8 [3,T,288,288] (fragments, Swin normalisation; KSVQE's `fragment`)
+    resize_video: uint8 [3,T,size_h,size_w] (the raw clip resized, CLIP normalisation)
+    normalization: {view: name}, dis_label: int, label: float, original_shape: (T,H,W), + common fields.
     """
 
     @classmethod
@@ -125,11 +128,14 @@ class KSVQEDataset(VideoQualityDataset):
         rng = self._rng()
         video, index, frame_inds, shape = self.decode_views(record, rng)
         sample: dict[str, Any] = {}
+        normalization = {}
         for name, opts in self.sample_types.items():
-            sample[name] = TECHNICAL(apply_view(name, video, opts, self.train, rng, index[name]))
+            sample[name] = apply_view(name, video, opts, self.train, rng, index[name])
+            normalization[name] = "technical"
             if name.startswith("technical"):
-                sample["fragment"] = sample[name]
-                sample["resize_video"] = CLIP(resized_view(video, opts["size_h"], opts["size_w"], index[name]))
+                sample["resize_video"] = resized_view(video, opts["size_h"], opts["size_w"], index[name])
+                normalization["resize_video"] = "clip"
+        sample["normalization"] = normalization
         sample.update(self.common_fields(record, frame_inds))
         sample["dis_label"] = record.dis_label
         sample["original_shape"] = torch.tensor(shape)
@@ -138,12 +144,15 @@ class KSVQEDataset(VideoQualityDataset):
 
 @DATASETS.register("ViewDecompositionDataset_add_forSimpleVQA")
 class SimpleVQADataset(VideoQualityDataset):
-    """SimpleVQA input: simpleVQA float [3,T,crop,crop] (ImageNet normalisation, or the seed's
-    0-255 variant) and feat float [T, 2304] cached SlowFast features of clips 0..T-1."""
+    """SimpleVQA input: simpleVQA uint8 [3,T,crop,crop] (ImageNet normalisation, or the seed's
+    0-255 variant: `normalization`), feat float [T, 2304] cached SlowFast features of clips
+    0..T-1, normalization: {view: name}."""
 
     def __init__(self, opt: Mapping[str, Any], records: Optional[list[VideoRecord]] = None) -> None:
         super().__init__(opt, records)
-        self.normalize = SIMPLEVQA[opt.get("normalization", "imagenet")]
+        self.normalization = opt.get("normalization", "imagenet")
+        if self.normalization not in SIMPLEVQA:
+            raise ValueError(f"normalization must be one of {', '.join(SIMPLEVQA)}, got {self.normalization!r}")
         self.feature_root = opt.get("data_prefix_3D")
         self.feature_type = opt.get("feature_type", "SlowFast")
         if "simpleVQA" in self.sample_types and not self.feature_root:
@@ -160,8 +169,9 @@ class SimpleVQADataset(VideoQualityDataset):
             sample["feat"] = load_clip_features(self.feature_root, record.feature_name or record.video_name,
                                                 self.feature_type, n)
         for name, opts in self.sample_types.items():
-            view = apply_view(name, video, opts, self.train, rng, index[name])
-            sample[name] = self.normalize(view) if name.startswith("simpleVQA") else TECHNICAL(view)
+            sample[name] = apply_view(name, video, opts, self.train, rng, index[name])
+        sample["normalization"] = {name: self.normalization if name.startswith("simpleVQA") else "technical"
+                                   for name in self.sample_types}
         sample.update(self.common_fields(record, frame_inds))
         return sample
 

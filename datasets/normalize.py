@@ -1,4 +1,7 @@
-"""Normalisation of uint8 clips into float model inputs ([C,T,H,W] -> float [C,T,H,W])."""
+"""Normalisation of uint8 clips into float model inputs ([C,T,H,W] or [B,C,T,H,W] -> float32).
+
+The datasets send uint8 frames and name each view's normalisation (`NORMALIZATIONS`); the engine
+applies it after the host-to-device copy (kvq.evaluate.clip_inputs)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,9 +18,10 @@ class Normalization:
     scale: float = 1.0
 
     def __call__(self, video: torch.Tensor) -> torch.Tensor:
-        """[3, T, H, W] uint8 or float -> a new float32 tensor (the input is left unchanged)."""
-        mean = torch.tensor(self.mean).view(3, 1, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1, 1)
+        """[3, T, H, W] or [B, 3, T, H, W] uint8 or float -> a new float32 tensor on the input's
+        device (the input is left unchanged)."""
+        mean = torch.tensor(self.mean, device=video.device).view(3, 1, 1, 1)
+        std = torch.tensor(self.std, device=video.device).view(3, 1, 1, 1)
         out = video.to(torch.float32, copy=True)
         if self.scale != 1.0:
             out.mul_(self.scale)
@@ -34,3 +38,5 @@ IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1 / 255)
 IMAGENET_SEED_0_255 = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.0)
 
 SIMPLEVQA = {"imagenet": IMAGENET, "seed_0_255": IMAGENET_SEED_0_255}
+# by the name a sample gives in sample["normalization"][view]
+NORMALIZATIONS = {"technical": TECHNICAL, "clip": CLIP, **SIMPLEVQA}

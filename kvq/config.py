@@ -149,6 +149,10 @@ SCHEMA: dict[str, Opt] = {
                   choices=["off", "bf16", "fp16"], nullable=False),
     "channels_last": boolean(False, "convolution weights (and so activations) in channels-last memory format "
                              "(training and test.py); faster convolutions, same values"),
+    "tf32": boolean(True, "CUDA only: TF32 tensor cores for float32 matmuls and convolutions (about 10 significant "
+                    "bits: faster training and scoring on Ampere+ GPUs; false for exact float32)"),
+    "cudnn_benchmark": boolean(True, "CUDA only: cuDNN times its convolution algorithms on the first batch of "
+                               "each input shape and keeps the fastest (fixed clip sizes: faster)"),
     "freeze_backbone": boolean(False, "train only the heads: backbone weights frozen (BatchNorm statistics still adapt in training)"),
     "skip_bad_videos": boolean(False, "training only: skip undecodable videos, list them after the epoch"),
     "metrics_fit": string("linear", "PLCC/RMSE after a 'linear' rescale or a 'logistic' 4-parameter fit "

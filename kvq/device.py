@@ -50,3 +50,15 @@ def to_channels_last(model: nn.Module) -> nn.Module:
             fmt = torch.channels_last if module.weight.dim() == 4 else torch.channels_last_3d
             module.weight.data = module.weight.data.contiguous(memory_format=fmt)
     return model
+
+
+def configure_backends(device: torch.device, tf32: bool, cudnn_benchmark: bool) -> None:
+    """Config `tf32` / `cudnn_benchmark` applied to torch's CUDA backends (process-wide) and
+    logged; nothing changes on the CPU."""
+    if device.type != "cuda":
+        return
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    log.info("CUDA backends: TF32 matmul/conv %s, cudnn.benchmark %s", "on" if tf32 else "off",
+             "on" if cudnn_benchmark else "off")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from datasets.normalize import NORMALIZATIONS
 from kvq.device import autocast
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,17 @@ def split_clips(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
 
 
 def clip_inputs(batch: Mapping[str, Any], device: torch.device) -> tuple[dict[str, torch.Tensor], int]:
-    """The batch's tensors on `device`, multi-clip videos split into one item per clip
-    ([B, C, n*T, H, W] -> [B*n, C, T, H, W]); returns (inputs, n clips per video)."""
+    """The batch's tensors copied to `device` as they come (uint8 frames), there multi-clip videos
+    split into one item per clip ([B, C, n*T, H, W] -> [B*n, C, T, H, W]) and the views named in
+    batch["normalization"] ({view: [name per video]}, datasets.normalize.NORMALIZATIONS)
+    normalised into float32; returns (inputs, n clips per video)."""
     n = clips_per_video(batch)
-    batch = split_clips(batch, n) if n > 1 else batch
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}, n
+    inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+    if n > 1:
+        inputs = split_clips(inputs, n)
+    for key, names in batch.get("normalization", {}).items():
+        inputs[key] = NORMALIZATIONS[names[0]](inputs[key])
+    return inputs, n
 
 
 def video_scores(score: torch.Tensor, n: int) -> torch.Tensor:
@@ -71,15 +78,24 @@ class Predictions:
         return bool(self.labels) and bool(np.all(np.isfinite(self.labels)))
 
 
-@torch.no_grad()
 def predict(model: nn.Module, loader: Iterable[Mapping[str, Any]], device: torch.device, amp: str = "off",
             desc: str = "predict", progress: bool = True, errors: Optional[list] = None) -> Predictions:
     """Mean score per video, in loader order. `model` is put in eval mode.
 
     Videos the dataset marked undecodable (skip_bad_videos) are appended to `errors` as
     (path, message); without an `errors` list they are an error."""
-    model.eval()
-    out = Predictions()
+    return predict_each({"": model}, loader, device, amp, desc, progress, errors)[""]
+
+
+@torch.no_grad()
+def predict_each(models: Mapping[str, nn.Module], loader: Iterable[Mapping[str, Any]], device: torch.device,
+                 amp: str = "off", desc: str = "predict", progress: bool = True,
+                 errors: Optional[list] = None) -> dict[str, Predictions]:
+    """`predict` of several models in one pass over `loader` (each batch decoded and copied
+    once): {tag: Predictions} for `models` {tag: model}."""
+    for model in models.values():
+        model.eval()
+    out = {tag: Predictions() for tag in models}
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
         if batch.get("bad_videos"):
             if errors is None:
@@ -88,9 +104,10 @@ def predict(model: nn.Module, loader: Iterable[Mapping[str, Any]], device: torch
         if "video_name" not in batch:
             continue
         inputs, n = clip_inputs(batch, device)
-        with autocast(device, amp):
-            scores = video_scores(model(inputs)["score"], n).view(-1)
-        out.names += list(batch["video_name"])
-        out.scores += scores.cpu().tolist()
-        out.labels += [float(x) for x in batch["label"]]
+        for tag, model in models.items():
+            with autocast(device, amp):
+                scores = video_scores(model(inputs)["score"], n).view(-1)
+            out[tag].names += list(batch["video_name"])
+            out[tag].scores += scores.cpu().tolist()
+            out[tag].labels += [float(x) for x in batch["label"]]
     return out

@@ -20,7 +20,7 @@ from datasets.features import MissingFeatureError
 from datasets.kvq_datasets import SimpleVQADataset
 from kvq.checkpoint import CheckpointMismatchError, extract_state_dict, load_checkpoint_file, load_into
 from kvq.config import Config, ConfigError, apply_overrides, validate
-from kvq.device import to_channels_last
+from kvq.device import configure_backends, to_channels_last
 from kvq.evaluate import Predictions, predict
 from kvq.io import atomic_open
 from kvq.registry import DATASETS
@@ -54,8 +54,9 @@ def checkpoint_config(obj: Any, checkpoint: str | Path, overrides: Sequence[str]
 
 def load_model(cfg: Mapping[str, Any], checkpoint: str, device: torch.device, obj: Any = None) -> nn.Module:
     """The config's network with the checkpoint's weights, in eval mode on `device` (channels-last
-    convolutions when the config says so). The checkpoint must fill every model key
-    (`load_into(strict=True)`): CheckpointMismatchError naming the file otherwise. `obj`: the
+    convolutions when the config says so; its tf32 / cudnn_benchmark applied on CUDA). The checkpoint
+    must fill every model key (`load_into(strict=True)`): CheckpointMismatchError naming the file
+    otherwise. `obj`: the
     checkpoint file's content when already read (`load_checkpoint_file`), so it is read once."""
     model = create_model(cfg)
     try:
@@ -66,6 +67,7 @@ def load_model(cfg: Mapping[str, Any], checkpoint: str, device: torch.device, ob
     log.info("loaded %s: %s", checkpoint, report.summary())
     if cfg["channels_last"]:
         to_channels_last(model)
+    configure_backends(device, cfg["tf32"], cfg["cudnn_benchmark"])
     return model.to(device).eval()
 
 

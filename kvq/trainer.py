@@ -28,10 +28,10 @@ from datasets import build_dataset, collate
 from kvq.calibration import CHECKPOINT_KEY, calibration_indices, fit_calibration, mos_range
 from kvq.checkpoint import CheckpointMismatchError, load_checkpoint_file, load_into, read_checkpoint
 from kvq.config import ConfigError
-from kvq.device import autocast, to_channels_last
+from kvq.device import autocast, configure_backends, to_channels_last
 from kvq.distributed import DistInfo
 from kvq.ema import ModelEMA
-from kvq.evaluate import Predictions, clip_inputs, predict, video_scores
+from kvq.evaluate import Predictions, clip_inputs, predict, predict_each, video_scores
 from kvq.inference import SkipUnreadable, train_scoring_spec
 from kvq.io import atomic_torch_save, atomic_write_text
 from kvq.losses import plcc_loss, rank_loss
@@ -113,6 +113,7 @@ class Trainer:
                          opts.resume_from, opts.overwrite, self.dist)
         self.seed = opts.seed if opts.seed is not None else cfg["seed"]
         seed_everything(self.seed + self.dist.rank)
+        configure_backends(device, cfg["tf32"], cfg["cudnn_benchmark"])
         if "train" not in cfg["data"]:
             raise ConfigError(f"{getattr(cfg, 'source', 'config')}: data.train is required for training")
         self.train_set = build_dataset(cfg["data"]["train"])
@@ -181,11 +182,18 @@ class Trainer:
                           collate_fn=collate, pin_memory=self.device.type == "cuda")
 
     def _wrap(self, model: nn.Module) -> nn.Module:
+        """DDP (under torchrun), DataParallel (several --gpu_id), or the model itself.
+
+        DDP searches the graph for unused parameters only when the model has some
+        (`VQANetwork.has_unused_parameters`), and broadcasts no buffers per step: the constant
+        index buffers need none, and BatchNorm statistics only count where they are read, which
+        are rank 0's (validation broadcasts them first; rank 0 writes the checkpoints)."""
         if self.dist.enabled:
             if self.opts.sync_bn:
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
-            return nn.parallel.DistributedDataParallel(model, find_unused_parameters=True, **kwargs)
+            return nn.parallel.DistributedDataParallel(model, find_unused_parameters=model.has_unused_parameters,
+                                                       broadcast_buffers=False, **kwargs)
         if len(self.opts.device_ids) > 1:
             return nn.DataParallel(model, device_ids=self.opts.device_ids)
         return model
@@ -358,12 +366,14 @@ class Trainer:
         models = {"n": bare(self.model)}
         if self.ema:
             models["s"] = self.ema.module
-        for tag, model in models.items():
-            if self.dist.enabled:  # BN statistics of the last step differ per rank: use rank 0's
+        if self.dist.enabled:  # BN statistics of the last step differ per rank: use rank 0's
+            for model in models.values():
                 for tensor in model.state_dict().values():
                     dist.broadcast(tensor, src=0)
-            preds = self.gather(predict(model, self.val_loader, self.device, self.cfg["amp"],
-                                        desc=f"validate {tag}", progress=self.opts.progress and self.dist.is_main))
+        every = predict_each(models, self.val_loader, self.device, self.cfg["amp"], desc="validate",
+                             progress=self.opts.progress and self.dist.is_main)  # one pass, both models
+        for tag, model in models.items():
+            preds = self.gather(every[tag])
             if not self.dist.is_main:
                 continue
             metrics = correlation_metrics(preds.scores, preds.labels, self.cfg["metrics_fit"])

@@ -63,8 +63,9 @@ def key_frames(t: int) -> tuple[list[int], torch.Tensor]:
 class KSVQE(SwinTransformer3D):
     """forward(batch) -> (features [B, 768, T/2, 7, 7], distortion contrastive loss []).
 
-    batch: "fragment" [B, 3, T, 288, 288] (ImageNet-normalised), "resize_video" [B, 3, T, 112, 112]
-    (CLIP-normalised), "dis_label" [B] (distortion class per video, for the contrastive loss).
+    batch: "fragment" [B, 3, T, 288, 288] (ImageNet-normalised; the dataset's "technical" when
+    absent), "resize_video" [B, 3, T, 112, 112] (CLIP-normalised), "dis_label" [B] (distortion
+    class per video, for the contrastive loss).
 
     Config keys (reference names): num_samples, sample_type, CLIP_location, cls_use,
     tuning_stage, a1, a2, frozen_stages; defaults are those of Kwai_KSVQE.yml. `pretrained`
@@ -131,6 +132,12 @@ class KSVQE(SwinTransformer3D):
         if pretrained:
             load_kinetics_weights(self, swin_file)
 
+    @property
+    def has_unused_parameters(self) -> bool:
+        """tuning_stage = the number of stages: no modulation, a1 and a2 are empty and unused
+        (every other tuning stage uses all trainable parameters)."""
+        return self.tuning_stage == len(self.layers)
+
     def remap_reference_keys(self, state: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
         """Reference checkpoints already use these names: nothing is renamed or dropped.
 
@@ -179,7 +186,8 @@ class KSVQE(SwinTransformer3D):
         return (self.a1[j] * ford + self.a2[j] * fors) / 2
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        fragment, video = batch["fragment"], batch["resize_video"]
+        fragment = batch["fragment"] if "fragment" in batch else batch["technical"]
+        video = batch["resize_video"]
         b, _, t = fragment.shape[:3]
         if video.shape[2] != t:
             raise ValueError(f"resize_video has {video.shape[2]} frames, fragment {t}")

@@ -55,6 +55,12 @@ class VQANetwork(nn.Module):
     def backbone(self, key: str) -> nn.Module:
         return getattr(self, f"{key}_backbone")
 
+    @property
+    def has_unused_parameters(self) -> bool:
+        """Whether a training step leaves some trainable parameters without a gradient (DDP must
+        then look for them): a backbone says so by `has_unused_parameters` (default False)."""
+        return any(getattr(self.backbone(key), "has_unused_parameters", False) for key in self.key_names)
+
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         score = None
         out: dict[str, torch.Tensor] = {}

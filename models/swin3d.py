@@ -180,28 +180,28 @@ class WindowAttention3D(nn.Module):
 
     def forward(self, x: torch.Tensor, window: Size3, mask: Optional[torch.Tensor] = None,
                 gate: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x [B * nW, N, C] -> [B * nW, N, C]; mask / gate [nW, N, N] or None."""
+        """x [B * nW, N, C] -> [B * nW, N, C]; mask / gate [nW, N, N] or None.
+
+        softmax(q k^T * scale + bias + mask) v through F.scaled_dot_product_attention, the
+        relative (GRPB) bias and the shift mask summed into one additive float mask
+        [B * nW or 1, nH, N, N] (under autocast it and the scores are in the autocast dtype)."""
         bn, n, c = x.shape
         qkv = self.qkv(x).reshape(bn, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # [B * nW, nH, N, C / nH]
-        attn = (q * self.scale) @ k.transpose(-2, -1)
 
-        bias = self._bias(self.relative_position_bias_table, window)
+        bias = self._bias(self.relative_position_bias_table, window).unsqueeze(0)  # [1, nH, N, N]
         if gate is not None:
             gate = gate.unsqueeze(1)  # [nW, 1, N, N]
             frag = self._bias(self.fragment_position_bias_table, window)
-            bias = bias.unsqueeze(0) * gate + frag * (1 - gate)  # [nW, nH, N, N]
-            nw = gate.shape[0]
-            attn = (attn.view(bn // nw, nw, self.num_heads, n, n) + bias.unsqueeze(0)).view(-1, self.num_heads, n, n)
-        else:
-            attn = attn + bias.unsqueeze(0)
+            bias = bias * gate + frag * (1 - gate)  # [nW, nH, N, N]
         if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.view(bn // nw, nw, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, self.num_heads, n, n)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(bn, n, c)
-        return self.proj_drop(self.proj(x))
+            bias = bias + mask.unsqueeze(1)  # [nW, nH, N, N]
+        nw = bias.shape[0]
+        if nw > 1:  # window w of every video: [nW, ...] -> [B * nW, ...] (a view for B = 1)
+            bias = bias.unsqueeze(0).expand(bn // nw, -1, -1, -1, -1).reshape(bn, self.num_heads, n, n)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale,
+                                           dropout_p=self.attn_drop.p if self.training else 0.0)
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(bn, n, c)))
 
 
 class SwinTransformerBlock3D(nn.Module):

@@ -151,3 +151,27 @@ def test_resume_from_a_corrupt_file_names_it(data: Path, tmp_path: Path) -> None
     cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1))
     with pytest.raises(CheckpointMismatchError, match="last.pth: not a readable PyTorch checkpoint"):
         run(cfg, tmp_path / "out", "--resume_from", str(bad))
+
+
+def test_validation_scores_model_and_ema_in_one_pass(data: Path, tmp_path: Path, monkeypatch) -> None:
+    """Each val video decoded once for both models; each model's metrics as predicted alone."""
+    from kvq.config import load_config
+    from kvq.evaluate import predict
+    from kvq.metrics import correlation_metrics
+    from kvq.trainer import Trainer, TrainOptions
+
+    cfg = load_config(write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, save_model=False)))
+    trainer = Trainer(cfg, TrainOptions(output_dir=tmp_path / "out", progress=False), torch.device("cpu"))
+    with torch.no_grad():  # the EMA differs from the model
+        next(trainer.ema.module.parameters()).add_(0.5)
+    alone = {tag: predict(m, trainer.val_loader, torch.device("cpu"), progress=False)
+             for tag, m in (("n", trainer.model), ("s", trainer.ema.module))}
+    reads = []
+    get = type(trainer.val_set).__getitem__
+    monkeypatch.setattr(type(trainer.val_set), "__getitem__", lambda self, i: reads.append(i) or get(self, i))
+    record = trainer.validate(0)
+    assert sorted(reads) == list(range(len(trainer.val_set)))
+    assert alone["n"].scores != alone["s"].scores
+    for tag, preds in alone.items():
+        metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
+        assert record[f"{tag}_SROCC"] == metrics["SROCC"] and record[f"{tag}_PLCC"] == metrics["PLCC"], tag

@@ -14,6 +14,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
                            "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(out.read_text())
-    assert {"machine", "videos", "startup", "decode", "views", "slowfast", "forward", "train", "targets"} <= set(summary)
+    assert {"machine", "videos", "startup", "decode", "views", "slowfast", "forward", "engine", "train",
+            "targets"} <= set(summary)
     assert "== startup" in proc.stdout
     assert "== training" in proc.stdout

@@ -49,9 +49,10 @@ def simplevqa_spec(root: Path, phase: str = "test", anno: str = "kvq.csv", norm:
 
 def test_ksvqe_sample_keys_and_shapes(root: Path) -> None:
     s = build_dataset(ksvqe_spec(root))[0]
-    assert s["technical"].shape == (3, 24, 288, 288) and s["technical"].dtype == torch.float32
-    assert s["fragment"] is s["technical"]
-    assert s["resize_video"].shape == (3, 24, 112, 112)
+    assert s["technical"].shape == (3, 24, 288, 288) and s["technical"].dtype == torch.uint8
+    assert "fragment" not in s  # KSVQE reads "technical": one tensor collated, pinned and copied
+    assert s["resize_video"].shape == (3, 24, 112, 112) and s["resize_video"].dtype == torch.uint8
+    assert s["normalization"] == {"technical": "technical", "resize_video": "clip"}
     assert s["num_clips"] == {"technical": 3} and s["clip_len"] == {"technical": 8}
     assert s["frame_inds"]["technical"].shape == (24,)
     assert (s["label"], s["dis_label"], s["video_name"]) == (3.5, 1, "a.mp4")
@@ -78,8 +79,9 @@ def test_simplevqa_sample(root: Path) -> None:
     assert s["simpleVQA"].shape == (3, 8, 112, 112)
     assert s["feat"].shape == (8, 2304)
     assert torch.equal(s["feat"][:, 0], torch.arange(8, dtype=torch.float32))
-    seed = build_dataset(simplevqa_spec(root, norm="seed_0_255"))[1]["simpleVQA"]
-    assert seed.max() > 10 > s["simpleVQA"].max()
+    assert s["simpleVQA"].dtype == torch.uint8 and s["normalization"] == {"simpleVQA": "imagenet"}
+    seed = build_dataset(simplevqa_spec(root, norm="seed_0_255"))[1]
+    assert torch.equal(seed["simpleVQA"], s["simpleVQA"]) and seed["normalization"] == {"simpleVQA": "seed_0_255"}
 
 
 def test_unlabeled_annotations_give_nan_labels(root: Path) -> None:
@@ -121,3 +123,23 @@ def test_bad_video_raises_at_test_and_is_skipped_in_training(root: Path) -> None
     assert batch["simpleVQA"].shape[0] == 1
     (path, error), = batch["bad_videos"]
     assert path == str(root / "broken.mp4") and "broken.mp4" in error
+
+
+def test_clip_inputs_normalise_uint8_views_as_the_samples_did(root: Path) -> None:
+    """uint8 views normalised after the copy (and the clip split) equal the float views the
+    dataset used to send, normalised per sample and split on the host."""
+    from datasets.normalize import CLIP, IMAGENET, IMAGENET_SEED_0_255, TECHNICAL
+    from kvq.evaluate import clip_inputs, split_clips
+
+    ds = build_dataset(ksvqe_spec(root))
+    samples = [ds[0], ds[1]]
+    inputs, n = clip_inputs(collate(samples), torch.device("cpu"))
+    old = split_clips(collate([{**s, "technical": TECHNICAL(s["technical"]), "resize_video": CLIP(s["resize_video"])}
+                               for s in samples]), 3)
+    assert n == 3 and "fragment" not in inputs
+    for key in ("technical", "resize_video"):
+        assert inputs[key].dtype == torch.float32 and torch.equal(inputs[key], old[key]), key
+    for norm, expected in (("imagenet", IMAGENET), ("seed_0_255", IMAGENET_SEED_0_255)):
+        s = build_dataset(simplevqa_spec(root, norm=norm))[1]
+        got = clip_inputs(collate([s]), torch.device("cpu"))[0]["simpleVQA"]
+        assert torch.equal(got, expected(s["simpleVQA"])[None]), norm

@@ -62,3 +62,40 @@ def test_heads_compute_in_float32_under_autocast() -> None:
             out = head(x)
         assert out.dtype == torch.float32
         assert torch.allclose(out, head(x), atol=1e-6)
+
+
+@pytest.fixture
+def cuda_backend_flags():
+    """Restores torch's process-wide CUDA backend switches after the test."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved
+
+
+def test_cuda_backend_switches_follow_the_config_on_cuda_only(cuda_backend_flags, caplog) -> None:
+    from kvq.device import configure_backends
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    configure_backends(torch.device("cpu"), True, True)  # the CPU: nothing changes
+    assert not (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+                or torch.backends.cudnn.benchmark)
+    with caplog.at_level("INFO", logger="kvq.device"):
+        configure_backends(torch.device("cuda:0"), True, True)  # flags only: no GPU needed
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 and torch.backends.cudnn.benchmark
+    assert "TF32 matmul/conv on, cudnn.benchmark on" in caplog.text
+    configure_backends(torch.device("cuda:0"), False, False)
+    assert not (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+                or torch.backends.cudnn.benchmark)
+
+
+def test_trainer_applies_the_cuda_backend_switches(cuda_backend_flags, monkeypatch, tmp_path) -> None:
+    import kvq.trainer
+
+    calls = []
+    monkeypatch.setattr(kvq.trainer, "configure_backends", lambda *a: calls.append(a))
+    monkeypatch.setattr(kvq.trainer, "build_dataset", lambda spec: (_ for _ in ()).throw(RuntimeError("stop")))
+    cfg = {"name": "x", "seed": 0, "tf32": False, "cudnn_benchmark": True, "data": {"train": {}}}
+    with pytest.raises(RuntimeError, match="stop"):
+        kvq.trainer.Trainer(cfg, kvq.trainer.TrainOptions(output_dir=tmp_path), torch.device("cuda:0"))
+    assert calls == [(torch.device("cuda:0"), False, True)]

@@ -57,6 +57,49 @@ def test_ema_covers_parameters_and_buffers_and_stays_in_eval() -> None:
     assert old.module[1].num_batches_tracked.item() == 0
 
 
+def _frozen_tower_model() -> nn.Module:
+    """A frozen 'tower' (Linear + BatchNorm, as with freeze_backbone) and a trainable head."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+    model[:2].requires_grad_(False)
+    return model
+
+
+def test_fused_ema_update_equals_the_old_formula_and_shares_frozen_parameters() -> None:
+    from benchmarks.run import old_ema_update
+
+    model = _frozen_tower_model()
+    ema = ModelEMA(model, decay=0.9)
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.train()
+    for _ in range(3):
+        model(torch.randn(8, 3)).square().mean().backward()  # BN statistics adapt, head trains
+        optimizer.step()
+        ema.update(model)
+        old_ema_update(reference, model, 0.9)
+    for key, value in ema.module.state_dict().items():
+        torch.testing.assert_close(value, reference[key], rtol=0, atol=1e-7, msg=key)
+    assert ema.module[0].weight.data_ptr() == model[0].weight.data_ptr()  # frozen: one copy in memory
+    assert ema.module[2].weight.data_ptr() != model[2].weight.data_ptr()
+    assert ema.module[1].running_mean.data_ptr() != model[1].running_mean.data_ptr()
+    assert ema.shared == {"0.weight", "0.bias", "1.weight", "1.bias"}
+    assert not set(ema.state_dict()) & ema.shared  # stored once, under the model
+
+
+def test_ema_loads_a_full_state_dict_of_older_training_states() -> None:
+    model = _frozen_tower_model()
+    full = {k: v + 1 for k, v in model.state_dict().items()}  # what ModelEMA.state_dict() wrote before
+    ema = ModelEMA(model)
+    ema.load_state_dict(full)
+    for key, value in ema.module.state_dict().items():
+        expected = model.state_dict()[key] if key in ema.shared else full[key]
+        assert torch.equal(value, expected), key
+    ema.load_state_dict(ema.state_dict())  # the new, smaller form
+    with pytest.raises(RuntimeError, match="missing.*2.weight"):
+        ema.load_state_dict({k: v for k, v in full.items() if k != "2.weight"})
+
+
 class Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()

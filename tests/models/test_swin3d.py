@@ -162,3 +162,27 @@ def test_frozen_stages_stay_frozen():
     assert not any(p.requires_grad for layer in backbone.layers[:2] for p in layer.parameters())
     assert all(p.requires_grad for p in backbone.layers[2].parameters())
     assert not backbone.layers[1].training and backbone.layers[2].training
+
+
+def test_window_attention_through_sdpa_equals_the_formula(monkeypatch):
+    """Relative + fragment bias and shift mask as one additive mask: same outputs in fp32 as the
+    explicit formula, and under autocast the mask reaches scaled_dot_product_attention in the
+    autocast dtype."""
+    from benchmarks.run import explicit_window_attention
+    torch.manual_seed(0)
+    window, padded, shift = (2, 3, 3), (4, 6, 6), (1, 1, 1)
+    attn = swin3d.WindowAttention3D(24, window, 3, frag_bias=True).eval()
+    torch.nn.init.normal_(attn.fragment_position_bias_table, std=0.5)
+    mask = swin3d.shifted_window_mask(padded, window, shift, torch.device("cpu"))
+    gate = swin3d.fragment_gate(padded, window, shift, torch.device("cpu"))
+    x = torch.randn(2 * mask.shape[0], 18, 24)  # 2 videos x 8 windows
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, window, mask, gate), explicit_window_attention(attn, x, window, mask, gate),
+                                   atol=1e-5, rtol=1e-5)
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(swin3d.F, "scaled_dot_product_attention",
+                        lambda *a, **kw: seen.append(kw["attn_mask"].dtype) or sdpa(*a, **kw))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        attn(x, window, mask, gate)
+    assert seen == [torch.bfloat16]
