@@ -32,6 +32,7 @@ from kvq.inference import (SlowFastOptions, checkpoint_for_test, expand_videos, 
                            video_records, write_errors, write_predictions)
 from kvq.metrics import CORRELATIONS, correlation_metrics
 from kvq.plots import scatter_plot
+from kvq.preflight import check_scoring
 
 log = logging.getLogger("test")
 
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     split, spec = scoring_spec(cfg, args.split)
     device, _ = select_devices(args.gpu_id)
     checkpoint = checkpoint_for_test(cfg, args.checkpoint)
+    if not args.videos:  # every file the annotation mode reads is on disk, before any work
+        check_scoring(cfg, split, checkpoint)
     obj = load_checkpoint_file(checkpoint)
     model = load_model(cfg, checkpoint, device, obj)
     calibration = checkpoint_calibration(obj, checkpoint) if args.videos or args.calibrated else None

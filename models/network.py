@@ -42,6 +42,19 @@ def backbone_kwargs(key: str, args: Mapping[str, Any], source: str = "<config>")
     return out
 
 
+def pretrained_weights(model_args: Mapping[str, Mapping[str, Any]], source: str = "<config>"
+                       ) -> list[tuple[str, Any]]:
+    """(weight record, path given in the config or None) of every pretrained file that building
+    this `model.args` loads: each backbone's `weight_args` when its `pretrained` is on."""
+    out = []
+    for key, hypers in model_args.items():
+        cls = BACKBONES.get(key)
+        kwargs = backbone_kwargs(key, hypers.get("backbone") or {}, source)
+        if kwargs.get("pretrained", inspect.signature(cls.__init__).parameters["pretrained"].default):
+            out += [(record, kwargs.get(arg)) for record, arg in getattr(cls, "weight_args", {}).items()]
+    return out
+
+
 class VQANetwork(nn.Module):
     """One backbone + head per key of `model.args`; scores of all keys are summed.
 

@@ -26,6 +26,7 @@ from kvq.cli import add_config_args, load, run_main  # noqa: E402
 from kvq.device import select_devices  # noqa: E402
 from kvq.metrics import CORRELATIONS  # noqa: E402
 from kvq.nsplit import GROUP_BY, SplitOptions, run_splits, summarize, write_results  # noqa: E402
+from kvq.preflight import check_pool  # noqa: E402
 from kvq.distributed import DistInfo, distributed  # noqa: E402
 from kvq.trainer import setup_logging  # noqa: E402
 
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session = nullcontext((DistInfo(), device))
     with session as (info, device):
         cfg = load(args)
+        check_pool(cfg, info)  # every pooled video, feature and weight on disk, before any split (ranks agree)
         out = Path(args.out or Path("runs") / "splits" / cfg["name"])
         setup_logging(out / "log", cfg["name"], info.rank)
         log.info("world size %d, rank %d, device %s", info.world_size, info.rank, device)
