@@ -237,8 +237,11 @@ def _processing_options(processing: str, rng: np.random.Generator, width: int, h
 
 
 def split_sizes(n_sources: int) -> dict[str, int]:
-    """Source groups per split: about 60/20/20, at least one group each."""
+    """Source groups per split: about 60/20/20, at least one group each, and at least 2 in val from
+    4 sources on (rank-pair-val.xlsx needs pairs across val groups for the challenge score)."""
     sizes = {s: max(1, round(n_sources * f)) for s, f in SPLIT_FRACTIONS.items()}
+    if n_sources >= 4:
+        sizes["val"] = max(2, sizes["val"])
     return {"train": n_sources - sum(sizes.values()), **sizes}
 
 

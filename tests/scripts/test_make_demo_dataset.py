@@ -203,3 +203,11 @@ def test_converted_ksvqe_lists_equal_the_demo_lists(built: Path, tmp_path: Path)
         assert [(r[0], r[2], float(r[3])) for r in made] == [(r[0], r[2], float(r[3])) for r in demo]
         pairs = {(m[1], d[1]) for m, d in zip(made, demo)}
         assert len(pairs) == len({m for m, _ in pairs}) == len({d for _, d in pairs})
+
+
+def test_val_has_two_groups_from_four_sources() -> None:
+    """The challenge score needs val pairs across groups (sheet nonsource): 2 val groups from 4
+    sources on; the default 24-source build keeps its 14/5/5 split."""
+    assert demo_data.split_sizes(3) == {"train": 1, "val": 1, "test": 1}
+    assert demo_data.split_sizes(4) == {"train": 1, "val": 2, "test": 1}
+    assert demo_data.split_sizes(24) == {"train": 14, "val": 5, "test": 5}
