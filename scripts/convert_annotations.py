@@ -6,7 +6,8 @@ position in the group, 0 = the source); see README "Train on your own dataset".
     python scripts/convert_annotations.py --format konvid KoNViD_1k_mos.csv data/konvid/all.csv
     python scripts/convert_annotations.py --format kvq data/KVQ/train_data.csv data/KVQ/val_data.csv data/KVQ/all.csv
     python scripts/convert_annotations.py --format lsvq --subset train labels_train_test.csv data/lsvq/train.csv
-    python scripts/convert_annotations.py --format kvq --output-format ksvqe data/KVQ/train_data.csv data/KVQ/train_ksvqe.txt
+    python scripts/convert_annotations.py --format kvq --output-format ksvqe data/KVQ/train_data.csv \
+        data/KVQ/train_ksvqe.txt
 """
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def test_scoring_some_features_missing_is_a_warning_all_missing_an_error(data: P
     ckpt = tmp_path / "model.pth"
     ckpt.write_bytes(b"x")
     cfg = load_config(config(data, tmp_path))
-    with pytest.raises(PreflightError, match=r"data.test .*features missing for 3 of 3 videos.*--video_csv \S*test.csv"):
+    with pytest.raises(PreflightError, match=r"data.test .*missing for 3 of 3 videos.*--video_csv \S*test.csv"):
         check_scoring(cfg, "test", str(ckpt))
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("filename\nv0.mp4\nv4.mp4\n")
