@@ -1,8 +1,10 @@
 """Cache SlowFast R50 features for SimpleVQA (same CLI and file layout as the reference).
 
-    python SlowFast_features.py --video_root data/KVQ --video_csv data/KVQ/train_data.csv \
+    python SlowFast_features.py --video_root data/KVQ \
+        --video_csv data/KVQ/train_data.csv data/KVQ/val_data.csv data/KVQ/test_data.csv \
         --feature_save_folder feature/simpleVQA --database kvq [--gpu_ids 0] [--num_workers 6]
 
+Every split SimpleVQA reads needs its features (training: train and val; test.py: the scored split).
 Writes <feature_save_folder>/<database>/<video_name>/feature_<i>_{slow,fast}_feature.npy;
 videos already done are skipped, so an interrupted run can simply be started again.
 Exit statuses (README "Exit statuses"): 3 when some videos could not be decoded (listed on stderr;

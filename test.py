@@ -67,15 +67,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def scoring_setup(args: argparse.Namespace) -> tuple["Config", str, Any]:
-    """(config, checkpoint path, checkpoint content): the -o config and --checkpoint (else its
-    test_load_path); without -o, the config stored in --checkpoint (with --set overrides)."""
+    """(config, checkpoint path, checkpoint content or None when not read yet): the -o config and
+    --checkpoint (else its test_load_path); without -o, the config stored in --checkpoint (with
+    --set overrides), which is read for it."""
     from kvq.checkpoint import load_checkpoint_file
     from kvq.inference import checkpoint_config, checkpoint_for_test
 
     if args.opt is not None:
         cfg = load(args)
-        checkpoint = checkpoint_for_test(cfg, args.checkpoint)
-        return cfg, checkpoint, load_checkpoint_file(checkpoint)
+        return cfg, checkpoint_for_test(cfg, args.checkpoint), None
     obj = load_checkpoint_file(args.checkpoint)
     return checkpoint_config(obj, args.checkpoint, args.overrides), args.checkpoint, obj
 
@@ -108,14 +108,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from datasets import build_dataset, collate
     from kvq.calibration import checkpoint_calibration
+    from kvq.checkpoint import load_checkpoint_file
     from kvq.device import select_devices
     from kvq.evaluate import predict
     from kvq.inference import (SkipUnreadable, SlowFastOptions, expand_videos, load_model, score_videos, scoring_spec,
                                video_records, write_errors, write_predictions)
+    from kvq.preflight import check_scoring
 
     cfg, checkpoint, obj = scoring_setup(args)
     split, spec = scoring_spec(cfg, args.split)
     device, _ = select_devices(args.gpu_id)
+    if not args.videos:  # every file the annotation mode reads is on disk, before any work
+        check_scoring(cfg, split, checkpoint)
+    obj = load_checkpoint_file(checkpoint) if obj is None else obj
     model = load_model(cfg, checkpoint, device, obj)
     calibration = checkpoint_calibration(obj, checkpoint) if args.videos or args.calibrated else None
     num_workers = cfg["num_workers"] if args.num_workers is None else args.num_workers

@@ -3,6 +3,10 @@
 Output (`write_annotation_csv`): header `filename,score,group`, one row per video; `filename`
 is relative to the dataset's video folder (the config's `data_prefix`), `group` is the
 source/content id that grouped splits keep together (`datasets/splits.py`).
+Or (`write_ksvqe_list`) KSVQE's list: no header, `filename,cls_label,dis_label,score` with
+cls_label = the index of the video's source group (first_cls, first_cls + 1, ... in order of
+first appearance) and dis_label = the video's position in its group (0 = the source; KVQ: the
+processing workflow, which drives KSVQE's distortion contrastive loss), as the demo dataset's lists.
 
 | format      | official file                                        | filename                  | group |
 |-------------|------------------------------------------------------|---------------------------|-------|
@@ -43,6 +47,7 @@ class Row:
     filename: str
     score: float
     group: str
+    position: Optional[int] = None  # place in its group (0 = the source); None: order of appearance
 
 
 @dataclass
@@ -245,7 +250,8 @@ def kvq_group(name: str, group_size: int = KVQ_GROUP_SIZE) -> Optional[str]:
 def kvq(path: Path, opts: Options) -> Conversion:
     """KVQ `train_data.csv` / `val_data.csv`: `filename,score` (e.g. `train/0001.mp4,3.36`).
     The group is the file's `group` column if it has one, else inferred from the naming:
-    `group_size` consecutive numeric ids per folder are one source and its processed versions."""
+    `group_size` consecutive numeric ids per folder are one source and its processed versions,
+    the position in the group being (id - 1) mod group_size (0 = the source)."""
     header, rows = _read_csv(path)
     name_col = _need(header, ["filename", "name", "file_name", "video_name"], path, "file name")
     score_col = _need(header, ["score", "mos"], path, "score")
@@ -255,7 +261,9 @@ def kvq(path: Path, opts: Options) -> Conversion:
         if group is None:
             bad.append(f"line {line}: '{name}'")
             continue
-        out.rows.append(Row(name if opts.suffix is None else str(Path(name).with_suffix(opts.suffix)), score, group))
+        position = None if row.get("group") else (int(KVQ_NAME.match(name)["id"]) - 1) % opts.group_size
+        out.rows.append(Row(name if opts.suffix is None else str(Path(name).with_suffix(opts.suffix)), score, group,
+                            position))
     if bad:
         raise ConversionError(
             f"{path}: cannot infer source groups for {len(bad)} file name(s) ({'; '.join(bad[:5])}"
@@ -295,4 +303,19 @@ def write_annotation_csv(path: str | Path, rows: Sequence[Row]) -> Path:
         w.writerow(["filename", "score", "group"])
         for r in rows:
             w.writerow([r.filename, f"{r.score:.10g}", r.group])
+    return path
+
+
+def write_ksvqe_list(path: str | Path, rows: Sequence[Row], first_cls: int = 0) -> Path:
+    """Write KSVQE's `filename,cls_label,dis_label,score` list (no header) atomically; see the
+    module docstring. Returns the path."""
+    path = Path(path)
+    cls: dict[str, int] = {}
+    seen: Counter = Counter()
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        for r in rows:
+            label = cls.setdefault(r.group, first_cls + len(cls))
+            w.writerow([r.filename, label, seen[r.group] if r.position is None else r.position, f"{r.score:.10g}"])
+            seen[r.group] += 1
     return path

@@ -27,6 +27,12 @@ def feature_path(root: str | Path, video_name: str, index: int, pathway: str) ->
     return Path(root) / video_name / f"feature_{index}_{pathway}_feature.npy"
 
 
+def clip_feature_paths(root: str | Path, video_name: str, feature_type: str = "SlowFast",
+                       num_clips: int = 8) -> list[Path]:
+    """The files `load_clip_features` reads for one video, clip by clip."""
+    return [feature_path(root, video_name, i, p) for i in range(num_clips) for p in PATHWAYS[feature_type]]
+
+
 def write_random_features(root: str | Path, names: Sequence[str], rng: np.random.Generator,
                           clips: int = 8) -> None:
     """Random feature files in the layout above for `names` (tests, benchmarks, demos of the data

@@ -9,6 +9,7 @@ kvq.evaluate.clip_inputs.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -17,7 +18,7 @@ from torch.utils.data import Dataset
 
 from datasets.annotations import VideoRecord, read_annotations
 from datasets.decoding import VideoDecodeError, read_frames
-from datasets.features import load_clip_features
+from datasets.features import clip_feature_paths, load_clip_features
 from datasets.normalize import SIMPLEVQA
 from datasets.samplers import SAMPLER_OPTIONS, build_sampler
 from datasets.views import apply_view, resized_view, view_options
@@ -108,6 +109,11 @@ class VideoQualityDataset(Dataset):
     def make_sample(self, record: VideoRecord) -> dict[str, Any]:
         raise NotImplementedError
 
+    @staticmethod
+    def feature_files(opt: Mapping[str, Any], record: VideoRecord) -> list[Path]:
+        """Cached feature files a sample of `record` reads (none here)."""
+        return []
+
 
 @DATASETS.register("ViewDecompositionDataset_KVQ")
 class KSVQEDataset(VideoQualityDataset):
@@ -158,6 +164,15 @@ class SimpleVQADataset(VideoQualityDataset):
         if "simpleVQA" in self.sample_types and not self.feature_root:
             raise ValueError("ViewDecompositionDataset_add_forSimpleVQA needs data_prefix_3D (the folder of "
                              "cached SlowFast features)")
+
+    @staticmethod
+    def feature_files(opt: Mapping[str, Any], record: VideoRecord) -> list[Path]:
+        """The SlowFast feature files of `record` that `make_sample` reads."""
+        views = opt["sample_types"]
+        if "simpleVQA" not in views or not opt.get("data_prefix_3D"):
+            return []
+        return clip_feature_paths(opt["data_prefix_3D"], record.feature_name or record.video_name,
+                                  opt.get("feature_type", "SlowFast"), views["simpleVQA"]["clip_len"])
 
     def make_sample(self, record: VideoRecord) -> dict[str, Any]:
         rng = self._rng()

@@ -21,6 +21,13 @@ Layout under the dataset root (annotation file names are relative to the root):
     dataset.json                            parameters, label mapping, one record per video;
                                             written last: its presence marks a complete build
 
+Layout `kvq` (`build_dataset(..., layout="kvq")`): the same videos under the official KVQ release's
+names, the ones the README tells KVQ users to create (a rehearsal of the real road, see
+tests/test_rehearsal.py): train_data.csv and val_data.csv (header `filename,score`),
+test_data.csv (header `filename`: unlabeled, as released), rank-pair-val.xlsx (standing in for the
+challenge's val pair sheet; truth.csv is made from val_data.csv by the README's commands) and
+dataset.json; no KSVQE lists (scripts/convert_annotations.py makes them).
+
 Labels (MOS on 1..5): a processed version gets `1 + MOS_SLOPE * clip(VMAF, 0, 100) / 100`
 (VMAF of the version against its source, mean over frames), i.e. 1..4.6; a source gets
 `SOURCE_MOS` +- uniform `SOURCE_MOS_JITTER` (4.4..4.6), so a version only reaches its source's
@@ -90,6 +97,8 @@ CELLAUTO_RULES = (18, 22, 30, 45, 73, 90, 110, 126, 150)
 DATASET_JSON = "dataset.json"
 ANNOTATION_FILES = ("train.csv", "val.csv", "test.csv", "train_ksvqe.txt", "val_ksvqe.txt", "test_ksvqe.txt",
                     "truth.csv", "rank-pair-val.xlsx", "test_unlabeled.csv")
+KVQ_ANNOTATION_FILES = ("train_data.csv", "val_data.csv", "test_data.csv", "rank-pair-val.xlsx")
+LAYOUTS = {"demo": ANNOTATION_FILES, "kvq": KVQ_ANNOTATION_FILES}  # layout -> annotation files it writes
 BUILD_DIR = ".build"
 
 
@@ -228,8 +237,11 @@ def _processing_options(processing: str, rng: np.random.Generator, width: int, h
 
 
 def split_sizes(n_sources: int) -> dict[str, int]:
-    """Source groups per split: about 60/20/20, at least one group each."""
+    """Source groups per split: about 60/20/20, at least one group each, and at least 2 in val from
+    4 sources on (rank-pair-val.xlsx needs pairs across val groups for the challenge score)."""
     sizes = {s: max(1, round(n_sources * f)) for s, f in SPLIT_FRACTIONS.items()}
+    if n_sources >= 4:
+        sizes["val"] = max(2, sizes["val"])
     return {"train": n_sources - sum(sizes.values()), **sizes}
 
 
@@ -548,19 +560,26 @@ def _score_text(mos: float) -> str:
     return f"{mos:.{MOS_DECIMALS}f}"
 
 
-def write_annotations(root: Path, videos: list[dict], seed: int) -> None:
-    """All annotation files (see module docstring), atomically, dataset.json excluded."""
+def write_annotations(root: Path, videos: list[dict], seed: int, layout: str = "demo") -> None:
+    """The annotation files of `layout` (see module docstring), atomically, dataset.json excluded."""
     import pandas as pd
 
-    for split in SPLITS:
-        rows = [r for r in videos if r["split"] == split]
-        _write_csv(root / f"{split}.csv", ["filename", "score"], [[r["filename"], _score_text(r["mos"])] for r in rows])
-        _write_csv(root / f"{split}_ksvqe.txt", None,
-                   [[r["filename"], r["cls_label"], r["dis_label"], _score_text(r["mos"])] for r in rows])
-    val = [r for r in videos if r["split"] == "val"]
-    _write_csv(root / "truth.csv", ["filename", "score"], [[r["filename"], _score_text(r["mos"])] for r in val])
-    _write_csv(root / "test_unlabeled.csv", ["filename"], [[r["filename"]] for r in videos if r["split"] == "test"])
-    pairs = rank_pairs(val, seed)
+    def labeled(path: Path, rows: list[dict]) -> None:
+        _write_csv(path, ["filename", "score"], [[r["filename"], _score_text(r["mos"])] for r in rows])
+
+    parts = {split: [r for r in videos if r["split"] == split] for split in SPLITS}
+    if layout == "kvq":
+        labeled(root / "train_data.csv", parts["train"])
+        labeled(root / "val_data.csv", parts["val"])
+        _write_csv(root / "test_data.csv", ["filename"], [[r["filename"]] for r in parts["test"]])
+    else:
+        for split, rows in parts.items():
+            labeled(root / f"{split}.csv", rows)
+            _write_csv(root / f"{split}_ksvqe.txt", None,
+                       [[r["filename"], r["cls_label"], r["dis_label"], _score_text(r["mos"])] for r in rows])
+        labeled(root / "truth.csv", parts["val"])
+        _write_csv(root / "test_unlabeled.csv", ["filename"], [[r["filename"]] for r in parts["test"]])
+    pairs = rank_pairs(parts["val"], seed)
     with atomic_open(root / "rank-pair-val.xlsx", "wb") as f, pd.ExcelWriter(f, engine="openpyxl") as writer:
         for sheet in ("source", "nonsource"):
             pd.DataFrame(pairs[sheet], columns=["video1", "video2", "rank"]).to_excel(writer, sheet_name=sheet, index=False)
@@ -574,7 +593,7 @@ def _params_diff(recorded: dict, wanted: dict) -> str:
                      if recorded.get(k) != wanted.get(k))
 
 
-def _existing_state(root: Path, params: DemoParams) -> str:
+def _existing_state(root: Path, params: DemoParams, layout: str = "demo") -> str:
     """'new', 'resume' or 'complete'; raises DemoDatasetError when `root` must not be touched."""
     if not root.exists():
         return "new"
@@ -590,6 +609,10 @@ def _existing_state(root: Path, params: DemoParams) -> str:
             raise DemoDatasetError(f"{root} already holds a demo dataset built with different parameters "
                                    f"({_params_diff(info.get('params') or {}, wanted)}); refusing to overwrite it. "
                                    "Choose another --out, or delete that folder first.")
+        if info.get("annotation_layout", "demo") != layout:
+            raise DemoDatasetError(f"{root} already holds a demo dataset in the "
+                                   f"'{info.get('annotation_layout', 'demo')}' layout, not '{layout}'; "
+                                   "refusing to overwrite it. Choose another --out, or delete that folder first.")
         missing = [n for n in info.get("files", []) if not (root / n).is_file()]
         if missing:
             raise DemoDatasetError(f"{root}/{DATASET_JSON} marks the dataset complete but {len(missing)} listed "
@@ -616,16 +639,19 @@ def _summary_from_json(root: Path, params: DemoParams, seconds: float) -> BuildS
 
 
 def build_dataset(out: str | os.PathLike, params: DemoParams = DemoParams(), workers: Optional[int] = None,
-                  progress: bool = False) -> BuildSummary:
+                  progress: bool = False, layout: str = "demo") -> BuildSummary:
     """Build (or resume, or confirm) the demo dataset at `out`; see the module docstring.
 
     workers: source groups built in parallel (default min(2, cpu count)); every ffmpeg call is
-    single-threaded. Raises DemoDatasetError if `out` holds something else.
+    single-threaded. layout: `demo` or `kvq` (the annotation files' names, see LAYOUTS). Raises
+    DemoDatasetError if `out` holds something else.
     """
     start = time.monotonic()
     params.validate()
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got '{layout}'")
     root = Path(out)
-    state = _existing_state(root, params)
+    state = _existing_state(root, params, layout)
     if state == "complete":
         log.info("%s already holds the complete demo dataset for these parameters; nothing to do", root)
         return _summary_from_json(root, params, time.monotonic() - start)
@@ -655,13 +681,14 @@ def build_dataset(out: str | os.PathLike, params: DemoParams = DemoParams(), wor
                 fut.cancel()
             raise
     videos = _video_records(plans, records)
-    write_annotations(root, videos, params.seed)
-    info = {"generator": "kvq.demo_data", "params": params.as_dict(), "ffmpeg": ffmpeg_version(exe),
+    write_annotations(root, videos, params.seed, layout)
+    info = {"generator": "kvq.demo_data", "params": params.as_dict(), "annotation_layout": layout,
+            "ffmpeg": ffmpeg_version(exe),
             "vmaf_model": VMAF_MODEL, "mos_mapping": MOS_MAPPING,
             "layout": "<split>/<NNNN>.mp4, 7 consecutive files per source group (source, then "
                       + ", ".join(PROCESSINGS[1:]) + "); annotation file names relative to this folder",
             "processings": list(PROCESSINGS), "splits": {s: sum(r["split"] == s for r in videos) for s in SPLITS},
-            "files": [r["filename"] for r in videos] + list(ANNOTATION_FILES), "videos": videos}
+            "files": [r["filename"] for r in videos] + list(LAYOUTS[layout]), "videos": videos}
     atomic_write_text(root / DATASET_JSON, json.dumps(info, indent=1))
     shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
     seconds = time.monotonic() - start

@@ -37,6 +37,7 @@ from kvq.io import atomic_torch_save, atomic_write_text
 from kvq.losses import plcc_loss, rank_loss
 from kvq.metrics import CORRELATIONS, correlation_metrics, selection_score
 from kvq.optim import build_optimizer
+from kvq.preflight import check_training
 from kvq.plots import curves_plot, scatter_plot
 from kvq.runs import check_output_dir
 from kvq.schedule import build_scheduler
@@ -116,12 +117,13 @@ class Trainer:
         configure_backends(device, cfg["tf32"], cfg["cudnn_benchmark"])
         if "train" not in cfg["data"]:
             raise ConfigError(f"{getattr(cfg, 'source', 'config')}: data.train is required for training")
+        check_training(cfg, self.dist)  # every file the run reads is on disk, before any work (all ranks agree)
         self.train_set = build_dataset(cfg["data"]["train"])
         self.train_set.skip_bad_videos = cfg["skip_bad_videos"]
         self.val_set = build_dataset(cfg["data"]["val"]) if "val" in cfg["data"] else None
-        self._check_labeled("train", self.train_set, 1)
+        self._check_size("train", self.train_set, 1)
         if self.val_set is not None:
-            self._check_labeled("val", self.val_set, 3)
+            self._check_size("val", self.val_set, 3)
         self.generator = torch.Generator()
         self.train_loader = self._train_loader()
         self.val_loader = self._val_loader() if self.val_set is not None else None
@@ -154,12 +156,10 @@ class Trainer:
             self._resume(opts.resume_from)
 
     # -- data -------------------------------------------------------------------------------
-    def _check_labeled(self, split: str, data: Dataset, min_videos: int) -> None:
-        """Fail before training (on every rank, so DDP cannot hang) if a split cannot be used."""
+    def _check_size(self, split: str, data: Dataset, min_videos: int) -> None:
+        """Fail before training (on every rank, so DDP cannot hang) if a split is too small (labels:
+        checked by the preflight)."""
         anno_file = self.cfg["data"][split]["args"]["anno_file"]
-        if not data.has_labels:
-            raise ConfigError(f"data.{split}.args.anno_file '{anno_file}' has no scores; training and validation "
-                              "need a labeled annotation file")
         if len(data) < min_videos:
             raise ConfigError(f"data.{split}.args.anno_file '{anno_file}' lists {len(data)} videos; "
                               f"{split} needs at least {min_videos} (correlations need 3)")

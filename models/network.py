@@ -5,6 +5,7 @@ The attribute names make the state-dict keys identical to the reference checkpoi
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, Mapping
 
@@ -31,6 +32,19 @@ def checked_args(cls: type, args: Mapping[str, Any], path: str, source: str = "<
 def backbone_kwargs(key: str, args: Mapping[str, Any], source: str = "<config>") -> dict[str, Any]:
     """`model.args.<key>.backbone` checked against the backbone's constructor."""
     return checked_args(BACKBONES.get(key), args, f"model.args.{key}.backbone", source)
+
+
+def pretrained_weights(model_args: Mapping[str, Mapping[str, Any]], source: str = "<config>"
+                       ) -> list[tuple[str, Any]]:
+    """(weight record, path given in the config or None) of every pretrained file that building
+    this `model.args` loads: each backbone's `weight_args` when its `pretrained` is on."""
+    out = []
+    for key, hypers in model_args.items():
+        cls = BACKBONES.get(key)
+        kwargs = backbone_kwargs(key, hypers.get("backbone") or {}, source)
+        if kwargs.get("pretrained", inspect.signature(cls.__init__).parameters["pretrained"].default):
+            out += [(record, kwargs.get(arg)) for record, arg in getattr(cls, "weight_args", {}).items()]
+    return out
 
 
 class VQANetwork(nn.Module):

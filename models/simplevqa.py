@@ -42,6 +42,7 @@ class SimpleVQABackbone(nn.Module):
 
     head_type = "SimpleVQAHead"
     head_defaults = {"in_channels": 9472, "hidden_channels": 128}
+    weight_args = {"resnet50_imagenet": "pretrained_path"}  # weight record -> argument giving its path
 
     def __init__(self, pretrained: bool = True, pretrained_path: Optional[str | os.PathLike] = None) -> None:
         super().__init__()

@@ -386,6 +386,7 @@ class SwinTransformer3D(nn.Module):
 
     head_type = "VQAHead"
     head_defaults = {"in_channels": 768, "hidden_channels": 64}
+    weight_args = {"swin_tiny_k400": "pretrained_path"}  # weight record -> argument giving its path
 
     def __init__(self, *, pretrained: bool = True, pretrained_path: Optional[str] = None,
                  patch_size: Sequence[int] = (2, 4, 4), in_chans: int = 3, embed_dim: int = 96,

@@ -1,9 +1,13 @@
 """Convert a public dataset's official metadata file(s) to this project's annotation csv
-(`filename,score,group`); see README "Train on your own dataset" for where each file comes from.
+(`filename,score,group`), or with --output-format ksvqe to KSVQE's list
+(`filename,cls_label,dis_label,score`, no header: cls_label = source group index, dis_label =
+position in the group, 0 = the source); see README "Train on your own dataset".
 
     python scripts/convert_annotations.py --format konvid KoNViD_1k_mos.csv data/konvid/all.csv
     python scripts/convert_annotations.py --format kvq data/KVQ/train_data.csv data/KVQ/val_data.csv data/KVQ/all.csv
     python scripts/convert_annotations.py --format lsvq --subset train labels_train_test.csv data/lsvq/train.csv
+    python scripts/convert_annotations.py --format kvq --output-format ksvqe data/KVQ/train_data.csv \
+        data/KVQ/train_ksvqe.txt
 
 Exit statuses: README "Exit statuses" (2: a metadata file that cannot be read, naming file and line).
 """
@@ -16,7 +20,8 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.converters import CONVERTERS, KVQ_GROUP_SIZE, Options, convert, write_annotation_csv  # noqa: E402
+from datasets.converters import (CONVERTERS, KVQ_GROUP_SIZE, Options, convert, write_annotation_csv,  # noqa: E402
+                                  write_ksvqe_list)
 from kvq.cli import EXIT_OK, log_level, make_parser, run_main, setup_logging  # noqa: E402
 
 
@@ -24,7 +29,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     p.add_argument("--format", required=True, choices=CONVERTERS.names(), help="the dataset the files come from")
     p.add_argument("sources", nargs="+", metavar="SRC", help="official metadata file(s) of that dataset")
-    p.add_argument("out", metavar="OUT", help="annotation csv to write (filename,score,group)")
+    p.add_argument("out", metavar="OUT", help="annotation file to write (see --output-format)")
+    p.add_argument("--output-format", default="kvq_csv", choices=["kvq_csv", "ksvqe"],
+                   help="kvq_csv: header filename,score,group (default); ksvqe: KSVQE's list without header, "
+                        "filename,cls_label,dis_label,score (cls_label = source group index from --first-cls, "
+                        "dis_label = position in the group, 0 = the source)")
+    p.add_argument("--first-cls", type=int, default=0,
+                   help="ksvqe only: cls_label of the first group (give the val list a start above the train "
+                        "list's labels, so that pooled lists keep their groups apart)")
     p.add_argument("--suffix", default=None,
                    help="extension appended to video ids instead of the format's default (konvid .mp4, "
                         "youtube_ugc .mkv, lsvq .mp4); for livevqc/kvq it replaces the name's extension")
@@ -35,6 +47,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.subset != "all" and args.format != "lsvq":
         p.error("--subset applies to --format lsvq only")
+    if args.first_cls != 0 and args.output_format != "ksvqe":
+        p.error("--first-cls applies to --output-format ksvqe only")
+    if args.first_cls < 0:
+        p.error("--first-cls must be non-negative")
     if args.group_size < 1:
         p.error("--group-size must be at least 1")
     return args
@@ -44,9 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(log_level(args))
     result = convert(args.format, args.sources, Options(args.suffix, args.subset, args.group_size))
-    out = write_annotation_csv(args.out, result.rows)
     groups = len({r.group for r in result.rows})
-    print(f"wrote {out}: {len(result.rows)} videos in {groups} groups")
+    if args.output_format == "ksvqe":
+        out = write_ksvqe_list(args.out, result.rows, args.first_cls)
+        print(f"wrote {out}: {len(result.rows)} videos in {groups} groups "
+              f"(cls_label {args.first_cls}..{args.first_cls + groups - 1})")
+    else:
+        out = write_annotation_csv(args.out, result.rows)
+        print(f"wrote {out}: {len(result.rows)} videos in {groups} groups")
     if result.skipped:
         print(f"skipped {len(result.skipped)} rows without a score:", *result.skipped[:20], sep="\n  ")
         if len(result.skipped) > 20:

@@ -1,6 +1,7 @@
 """Build the built-in KVQ-shaped demo dataset (no downloads); see kvq/demo_data.py for the layout.
 
     python scripts/make_demo_dataset.py --out data/demo [--sources 24] [--seed 0] [--duration 3]
+    python scripts/make_demo_dataset.py --out data/KVQ --layout kvq   # the KVQ release's file names
 
 Exit statuses: README "Exit statuses".
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, setup_logging  # noqa: E402
-from kvq.demo_data import DemoDatasetError, DemoParams, build_dataset  # noqa: E402
+from kvq.demo_data import LAYOUTS, DemoDatasetError, DemoParams, build_dataset  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -34,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=d.duration, help="clip length in seconds")
     p.add_argument("--size", type=parse_size, default=(d.width, d.height),
                    help="portrait WIDTHxHEIGHT (landscape sources swap it); small values for tests")
+    p.add_argument("--layout", default="demo", choices=list(LAYOUTS),
+                   help="demo: train/val/test.csv, KSVQE lists, truth.csv, ...; kvq: the KVQ release's names "
+                        "(train_data.csv, val_data.csv, test_data.csv unlabeled) and rank-pair-val.xlsx")
     p.add_argument("--workers", type=int, default=None, help="source groups built in parallel (default min(2, cpus))")
     return p.parse_args(argv)
 
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     params = DemoParams(sources=args.sources, seed=args.seed, duration=args.duration,
                         width=args.size[0], height=args.size[1])
     try:
-        summary = build_dataset(args.out, params, workers=args.workers, progress=True)
+        summary = build_dataset(args.out, params, workers=args.workers, progress=True, layout=args.layout)
     except (DemoDatasetError, ValueError) as e:
         logging.getLogger("make_demo_dataset").error("%s", e)
         return EXIT_USAGE

@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kvq.distributed import DistInfo, distributed
     from kvq.metrics import CORRELATIONS
     from kvq.nsplit import SplitOptions, run_splits, summarize, write_results
+    from kvq.preflight import check_pool
 
     if "RANK" in os.environ:
         session = distributed(args.gpu_id, args.local_rank)
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session = nullcontext((DistInfo(), device))
     with session as (info, device):
         cfg = load(args)
+        check_pool(cfg, info)  # every pooled video, feature and weight on disk, before any split (ranks agree)
         out = Path(args.out or Path("runs") / "splits" / cfg["name"])
         log_to_file(out / "log", cfg["name"], info.rank)
         log.info("world size %d, rank %d, device %s", info.world_size, info.rank, device)

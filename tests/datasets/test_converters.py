@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from datasets.annotations import read_annotations
-from datasets.converters import ConversionError, Options, convert, kvq_group, write_annotation_csv
+from datasets.converters import ConversionError, Options, convert, kvq_group, write_annotation_csv, write_ksvqe_list
 
 
 def rows_of(path: Path) -> list[list[str]]:
@@ -128,15 +128,51 @@ def test_output_reads_back_with_groups(tmp_path: Path) -> None:
     assert [(r.video_name, r.label, r.group) for r in recs] == [("11.mp4", 3.25, "11"), ("12.mp4", 1.5, "12")]
 
 
-def test_script(tmp_path: Path) -> None:
+def _script():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
         "convert_annotations", Path(__file__).resolve().parents[2] / "scripts" / "convert_annotations.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_script(tmp_path: Path) -> None:
+    mod = _script()
     src = tmp_path / "train_data.csv"
     src.write_text("filename,score\ntrain/0001.mp4,3.36\ntrain/0002.mp4,2.5\n")
     assert mod.main(["--format", "kvq", str(src), str(tmp_path / "out.csv")]) == 0
     assert rows_of(tmp_path / "out.csv")[1:] == [["train/0001.mp4", "3.36", "train/0001-0007"],
                                                   ["train/0002.mp4", "2.5", "train/0001-0007"]]
+
+
+def test_ksvqe_list_from_kvq_csvs(tmp_path: Path) -> None:
+    """cls_label = source group index, dis_label = position in the group (0 = the source), as the
+    demo dataset's lists; read back by the ksvqe annotation reader."""
+    train = tmp_path / "train_data.csv"  # ids 1..9: group 1-7 (0003 missing), then 8-14 (8, 9)
+    train.write_text("filename,score\n" + "".join(f"train/{i:04d}.mp4,{i / 2}\n" for i in (1, 2, 4, 5, 6, 7, 8, 9)))
+    out = write_ksvqe_list(tmp_path / "train_ksvqe.txt", convert("kvq", [train]).rows, first_cls=10)
+    assert not out.read_text().startswith("filename")
+    recs = read_annotations(out, fmt="auto", check_files=False)
+    got = [(r.video_name, r.cls_label, r.dis_label, r.label) for r in recs]
+    assert got == [("train/0001.mp4", 10, 0, 0.5), ("train/0002.mp4", 10, 1, 1.0), ("train/0004.mp4", 10, 3, 2.0),
+                   ("train/0005.mp4", 10, 4, 2.5), ("train/0006.mp4", 10, 5, 3.0), ("train/0007.mp4", 10, 6, 3.5),
+                   ("train/0008.mp4", 11, 0, 4.0), ("train/0009.mp4", 11, 1, 4.5)]
+    grouped = tmp_path / "g.csv"  # a group column: position = order of appearance in the group
+    grouped.write_text("filename,score,group\na.mp4,3,s1\nb.mp4,2,s2\nc.mp4,1,s1\n")
+    rows = list(csv.reader(open(write_ksvqe_list(tmp_path / "g.txt", convert("kvq", [grouped]).rows))))
+    assert rows == [["a.mp4", "0", "0", "3"], ["b.mp4", "1", "0", "2"], ["c.mp4", "0", "1", "1"]]
+
+
+def test_script_writes_ksvqe_lists(tmp_path: Path, capsys) -> None:
+    mod = _script()
+    src = tmp_path / "val_data.csv"
+    src.write_text("filename,score\nval/0001.mp4,3.36\nval/0002.mp4,2.5\nval/0008.mp4,4\n")
+    out = tmp_path / "val_ksvqe.txt"
+    assert mod.main(["--format", "kvq", "--output-format", "ksvqe", "--first-cls", "418", str(src), str(out)]) == 0
+    assert rows_of(out) == [["val/0001.mp4", "418", "0", "3.36"], ["val/0002.mp4", "418", "1", "2.5"],
+                            ["val/0008.mp4", "419", "0", "4"]]
+    assert "3 videos in 2 groups (cls_label 418..419)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        mod.parse_args(["--format", "kvq", "--first-cls", "3", str(src), str(out)])

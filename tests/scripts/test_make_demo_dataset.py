@@ -176,3 +176,38 @@ def test_cli(built: Path, tmp_path: Path, capsys, caplog) -> None:
     assert "refusing to overwrite" in caplog.text
     with pytest.raises(SystemExit):
         cli.parse_args(["--out", str(tmp_path), "--size", "big"])
+
+
+def test_kvq_layout_writes_the_release_names(built: Path, tmp_path: Path) -> None:
+    """--layout kvq: train_data.csv / val_data.csv labelled, test_data.csv unlabelled (header
+    `filename`), the val pair sheet; no KSVQE lists. A folder of the other layout is refused."""
+    videos = json.loads((built / "dataset.json").read_text())["videos"]
+    demo_data.write_annotations(tmp_path, videos, TINY.seed, layout="kvq")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(demo_data.KVQ_ANNOTATION_FILES)
+    assert _rows(tmp_path / "train_data.csv") == _rows(built / "train.csv")
+    assert _rows(tmp_path / "val_data.csv") == _rows(built / "val.csv")
+    assert _rows(tmp_path / "test_data.csv") == _rows(built / "test_unlabeled.csv")
+    assert (tmp_path / "rank-pair-val.xlsx").read_bytes()[:2] == b"PK"
+    with pytest.raises(DemoDatasetError, match="'demo' layout, not 'kvq'"):
+        build_dataset(built, TINY, layout="kvq")
+
+
+def test_converted_ksvqe_lists_equal_the_demo_lists(built: Path, tmp_path: Path) -> None:
+    """scripts/convert_annotations.py --output-format ksvqe on the demo's csvs gives its KSVQE lists:
+    the same dis_label and the same groups (cls_label numbers them in file order)."""
+    from datasets.converters import convert, write_ksvqe_list
+
+    for split in ("train", "val", "test"):
+        made = _rows(write_ksvqe_list(tmp_path / f"{split}.txt", convert("kvq", [built / f"{split}.csv"]).rows))
+        demo = _rows(built / f"{split}_ksvqe.txt")
+        assert [(r[0], r[2], float(r[3])) for r in made] == [(r[0], r[2], float(r[3])) for r in demo]
+        pairs = {(m[1], d[1]) for m, d in zip(made, demo)}
+        assert len(pairs) == len({m for m, _ in pairs}) == len({d for _, d in pairs})
+
+
+def test_val_has_two_groups_from_four_sources() -> None:
+    """The challenge score needs val pairs across groups (sheet nonsource): 2 val groups from 4
+    sources on; the default 24-source build keeps its 14/5/5 split."""
+    assert demo_data.split_sizes(3) == {"train": 1, "val": 1, "test": 1}
+    assert demo_data.split_sizes(4) == {"train": 1, "val": 2, "test": 1}
+    assert demo_data.split_sizes(24) == {"train": 14, "val": 5, "test": 5}
