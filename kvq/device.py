@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -11,7 +11,8 @@ log = logging.getLogger(__name__)
 
 
 def select_devices(gpu_id: Optional[str]) -> tuple[torch.device, list[int]]:
-    """'0,1' -> (cuda:0, [0, 1]); 'cpu', None without CUDA, or no CUDA -> (cpu, [])."""
+    """'0,1' -> (cuda:0, [0, 1]); 'cpu', None without CUDA, or no CUDA -> (cpu, []). The first GPU
+    becomes the current CUDA device."""
     if gpu_id is not None and gpu_id.strip().lower() == "cpu":
         return torch.device("cpu"), []
     if not torch.cuda.is_available():
@@ -19,6 +20,7 @@ def select_devices(gpu_id: Optional[str]) -> tuple[torch.device, list[int]]:
             log.warning("--gpu_id %s asked for GPUs but CUDA is not available: running on the CPU", gpu_id)
         return torch.device("cpu"), []
     if not gpu_id:
+        torch.cuda.set_device(0)
         return torch.device("cuda:0"), [0]
     try:
         ids = [int(x) for x in gpu_id.split(",") if x.strip()]
@@ -27,13 +29,42 @@ def select_devices(gpu_id: Optional[str]) -> tuple[torch.device, list[int]]:
     bad = [i for i in ids if i >= torch.cuda.device_count()]
     if bad:
         raise ValueError(f"--gpu_id {gpu_id}: this machine has {torch.cuda.device_count()} GPU(s)")
-    return torch.device(f"cuda:{ids[0]}"), ids
+    device = torch.device(f"cuda:{ids[0]}")
+    torch.cuda.set_device(device)  # else pinned-memory threads and new CUDA tensors open a context on GPU 0
+    return device, ids
 
 
 def autocast(device: torch.device, amp: str):
     """torch.autocast for 'bf16' / 'fp16', a no-op context for 'off'."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def check_amp(device: torch.device, amp: str) -> None:
+    """Warn when `amp: bf16` runs on a GPU without native bf16 (compute capability below 8.0,
+    e.g. V100, T4): it is emulated there, slower than fp16 or fp32."""
+    if amp == "bf16" and device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
+        major, minor = torch.cuda.get_device_capability(device)
+        log.warning("amp: bf16 on %s (compute capability %d.%d) has no native bf16: it is emulated and slow; "
+                    "use amp: fp16 (with loss scaling) or off on this GPU", device, major, minor)
+
+
+class AutocastForward(nn.Module):
+    """`module` whose forward runs under `autocast(amp)` of the device its parameters are on.
+
+    Autocast state is thread-local: DataParallel's replica threads re-enter autocast with the
+    device's default dtype (fp16 on CUDA), not the configured one; this wrapper makes each
+    replica use `amp` (DataParallel(AutocastForward(model, amp)))."""
+
+    def __init__(self, module: nn.Module, amp: str) -> None:
+        super().__init__()
+        self.module = module
+        self.amp = amp
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        device = next(self.module.parameters()).device
+        with autocast(device, self.amp):
+            return self.module(*args, **kwargs)
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:
