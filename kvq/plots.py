@@ -37,7 +37,8 @@ def scatter_plot(pred: Sequence[float], mos: Sequence[float], path: str | Path, 
         title = (title + "\n" if title else "") + "  ".join(
             f"{k} {metrics[k]:.3f}" for k in CORRELATIONS if k in metrics)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    if pred.size >= 2:
+        ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

@@ -189,7 +189,8 @@ class Trainer:
 
     def _val_loader(self) -> DataLoader:
         return DataLoader(shard(self.val_set, self.dist), batch_size=1, shuffle=False,  # every video once
-                          num_workers=self.cfg["num_workers"], collate_fn=collate, pin_memory=self.device.type == "cuda")
+                          num_workers=self.cfg["num_workers"], collate_fn=collate,
+                          pin_memory=self.device.type == "cuda")
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.dist.enabled:
