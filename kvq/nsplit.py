@@ -227,11 +227,12 @@ def run_splits(cfg: Config, opts: SplitOptions, device: torch.device,
                               f"{len(pool.records)} videos in {len(set(groups))} groups); raise --val-frac / "
                               "--test-frac or add videos")
     manifest = _manifest(cfg, pool, groups, opts)
+    shared_is_file(opts.out_dir / "splits.json", info)  # every rank reads what rank 0 writes: one filesystem
     _check_manifest(opts.out_dir / "splits.json", manifest)
     if info.is_main:
         atomic_write_text(opts.out_dir / "splits.json", json.dumps(manifest, indent=1))
     _barrier(info)
-    shared_is_file(opts.out_dir / "splits.json", info)  # ranks read the parts rank 0 writes: one filesystem
+    shared_is_file(opts.out_dir / "splits.json", info)
     results: list[dict[str, Any]] = []
     for i, parts in enumerate(splits):
         split_dir = opts.out_dir / f"split_{i:02d}"

@@ -176,16 +176,17 @@ class Trainer:
         if self.dist.enabled:
             sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True,
                                          seed=self.seed)
-        loader = DataLoader(self.train_set, batch_size=self.cfg["batch_size"], shuffle=sampler is None,
-                            sampler=sampler, num_workers=self.cfg["num_workers"], collate_fn=collate,
-                            worker_init_fn=seed_worker, generator=self.generator, drop_last=True,
-                            pin_memory=self.device.type == "cuda")  # a last batch of 1 has no PLCC loss
-        if len(loader) == 0:
-            per = f" per process ({self.dist.world_size} processes)" if self.dist.enabled else ""
-            raise ConfigError(f"data.train.args.anno_file '{self.cfg['data']['train']['args']['anno_file']}' "
-                              f"lists {len(self.train_set)} videos, fewer than batch_size {self.cfg['batch_size']}"
-                              f"{per}: training uses full batches only; lower batch_size")
-        return loader
+        batch_size = self.cfg["batch_size"]
+        videos = len(sampler) if sampler is not None else len(self.train_set)  # this process's share
+        if videos < batch_size:  # full batches only: tiny sets get one smaller batch rather than none
+            log.warning("data.train.args.anno_file '%s' gives %d videos%s, fewer than batch_size %d: training "
+                        "uses batches of %d", self.cfg["data"]["train"]["args"]["anno_file"], videos,
+                        " per process" if sampler is not None else "", batch_size, videos)
+            batch_size = videos
+        return DataLoader(self.train_set, batch_size=batch_size, shuffle=sampler is None,
+                          sampler=sampler, num_workers=self.cfg["num_workers"], collate_fn=collate,
+                          worker_init_fn=seed_worker, generator=self.generator, drop_last=True,
+                          pin_memory=self.device.type == "cuda")  # a last batch of 1 has no PLCC loss
 
     def _val_loader(self) -> DataLoader:
         return DataLoader(shard(self.val_set, self.dist), batch_size=1, shuffle=False,  # every video once
