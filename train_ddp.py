@@ -29,6 +29,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     add_train_args(p)
     p.add_argument("--sync_bn", action="store_true", help="convert BatchNorm layers to SyncBatchNorm")
+    p.add_argument("--dist_timeout", type=float, default=None, metavar="MINUTES",
+                   help="how long a process waits for the others in a collective before the run fails "
+                        "(default: torch's, 10 minutes for NCCL); raise it if validation takes longer")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None,
                    help="set by torch.distributed.launch without --use_env (LOCAL_RANK is read otherwise)")
     return p.parse_args(argv)
@@ -40,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kvq.distributed import distributed
     from kvq.trainer import Trainer
 
-    with distributed(args.gpu_id, args.local_rank) as (info, device):
+    with distributed(args.gpu_id, args.local_rank, args.dist_timeout) as (info, device):
         cfg = load(args)
         log_to_file(Path(args.log_dir), cfg["name"], info.rank)
         log.info("world size %d, rank %d, device %s", info.world_size, info.rank, device)

@@ -23,6 +23,7 @@ from torch import nn
 import models  # noqa: F401  (registers every backbone)
 from kvq.checkpoint import load_into
 from kvq.registry import BACKBONES
+from models.modulation import distortion_contrastive_loss
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,8 @@ def run_case(model: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, Any
     finally:
         for hook in hooks:
             hook.remove()
+    if "distortion_tokens" in out:  # KSVQE: the fixtures hold the loss of the case's batch
+        out["contrastive_loss"] = distortion_contrastive_loss(out.pop("distortion_tokens"), inputs["dis_label"])
     return {**captured, **out}
 
 

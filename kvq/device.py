@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -17,11 +17,15 @@ class DeviceError(ValueError):
 def select_devices(gpu_id: Optional[str], flag: str = "--gpu_id") -> tuple[torch.device, list[int]]:
     """'0,1' -> (cuda:0, [0, 1]); 'cpu' -> (cpu, []); None or '' -> cuda:0 when CUDA is
     available, else the CPU. GPUs that are named but not there raise DeviceError (never a silent
-    fall-back to the CPU); `flag` is the option named in the message."""
+    fall-back to the CPU); `flag` is the option named in the message. The first GPU becomes the
+    current CUDA device (else pinned-memory threads and new CUDA tensors open a context on GPU 0)."""
     if gpu_id is not None and gpu_id.strip().lower() == "cpu":
         return torch.device("cpu"), []
     if not gpu_id or not gpu_id.strip():
-        return (torch.device("cuda:0"), [0]) if torch.cuda.is_available() else (torch.device("cpu"), [])
+        if not torch.cuda.is_available():
+            return torch.device("cpu"), []
+        torch.cuda.set_device(0)
+        return torch.device("cuda:0"), [0]
     try:
         ids = [int(x) for x in gpu_id.split(",") if x.strip()]
     except ValueError:
@@ -32,13 +36,42 @@ def select_devices(gpu_id: Optional[str], flag: str = "--gpu_id") -> tuple[torch
         visible = f"GPUs 0..{count - 1}" if count else "no CUDA GPU"
         raise DeviceError(f"{flag} {gpu_id}: GPU {', '.join(map(str, bad))} not available; this machine has "
                           f"{count} visible GPU(s) ({visible}); use {flag} cpu for the CPU")
-    return torch.device(f"cuda:{ids[0]}"), ids
+    device = torch.device(f"cuda:{ids[0]}")
+    torch.cuda.set_device(device)
+    return device, ids
 
 
 def autocast(device: torch.device, amp: str):
     """torch.autocast for 'bf16' / 'fp16', a no-op context for 'off'."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def check_amp(device: torch.device, amp: str) -> None:
+    """Warn when `amp: bf16` runs on a GPU without native bf16 (compute capability below 8.0,
+    e.g. V100, T4): it is emulated there, slower than fp16 or fp32."""
+    if amp == "bf16" and device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
+        major, minor = torch.cuda.get_device_capability(device)
+        log.warning("amp: bf16 on %s (compute capability %d.%d) has no native bf16: it is emulated and slow; "
+                    "use amp: fp16 (with loss scaling) or off on this GPU", device, major, minor)
+
+
+class AutocastForward(nn.Module):
+    """`module` whose forward runs under `autocast(amp)` of the device its parameters are on.
+
+    Autocast state is thread-local: DataParallel's replica threads re-enter autocast with the
+    device's default dtype (fp16 on CUDA), not the configured one; this wrapper makes each
+    replica use `amp` (DataParallel(AutocastForward(model, amp)))."""
+
+    def __init__(self, module: nn.Module, amp: str) -> None:
+        super().__init__()
+        self.module = module
+        self.amp = amp
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        device = next(self.module.parameters()).device
+        with autocast(device, self.amp):
+            return self.module(*args, **kwargs)
 
 
 def to_channels_last(model: nn.Module) -> nn.Module:

@@ -8,11 +8,13 @@ from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
 from datasets.normalize import NORMALIZATIONS
 from kvq.device import autocast
+from kvq.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,20 @@ class Predictions:
     @property
     def has_labels(self) -> bool:
         return bool(self.labels) and bool(np.all(np.isfinite(self.labels)))
+
+
+def gather_predictions(preds: Predictions, info: DistInfo) -> Predictions:
+    """All ranks' predictions on rank 0, in rank order (others get an empty result); a collective
+    call under DDP, the predictions themselves in one process."""
+    if not info.enabled:
+        return preds
+    parts: list[Optional[Predictions]] = [None] * info.world_size
+    dist.all_gather_object(parts, preds)
+    merged = Predictions()
+    if info.is_main:
+        for p in parts:
+            merged.extend(p)
+    return merged
 
 
 def predict(model: nn.Module, loader: Iterable[Mapping[str, Any]], device: torch.device, amp: str = "off",

@@ -145,6 +145,19 @@ def metrics_json(values: Mapping[str, float]) -> str:
                       allow_nan=False)
 
 
+def validation_metrics(pred: Sequence[float], gt: Sequence[float], fit: str = "linear") -> dict:
+    """`correlation_metrics`, except that non-finite predictions (a diverged model) give nan
+    metrics and a warning, not an error: training goes on (and under DDP no rank is left waiting);
+    `selection_score` ranks such an epoch last."""
+    p = np.asarray(pred, dtype=np.float64).ravel()
+    bad = int(np.sum(~np.isfinite(p)))
+    if not bad:
+        return correlation_metrics(pred, gt, fit)
+    log.warning("%d of %d predictions are not finite (nan or inf; did training diverge?): metrics are nan",
+                bad, p.size)
+    return {**{k: math.nan for k in CORRELATIONS}, "fit": fit, "n": int(p.size)}
+
+
 def _as_pair(pred: Sequence[float], gt: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(pred, dtype=np.float64).ravel()
     g = np.asarray(gt, dtype=np.float64).ravel()

@@ -32,12 +32,12 @@ from datasets import build_dataset, collate
 from datasets.annotations import VideoRecord, detect_format, read_annotations
 from datasets.splits import GROUP_BY, PARTS, grouped_n_splits
 from kvq.config import Config, ConfigError, validate
-from kvq.evaluate import predict
+from kvq.evaluate import gather_predictions, predict
 from kvq.inference import load_model, write_predictions
 from kvq.io import atomic_open, atomic_write_text
 from kvq.metrics import CORRELATIONS, correlation_metrics, selection_score
 from kvq.plots import splits_box_plot
-from kvq.distributed import DistInfo
+from kvq.distributed import DistInfo, shard, shared_is_file
 from kvq.trainer import TrainOptions, Trainer
 
 log = logging.getLogger(__name__)
@@ -165,14 +165,23 @@ def split_config(cfg: Config, files: Mapping[str, Path], fmt: str, index: int) -
 
 
 def score_part(cfg: Mapping[str, Any], part: str, checkpoint: Path, device: torch.device,
-               predictions: Path, progress: bool = True) -> dict[str, float]:
-    """Score data.<part> with `checkpoint`; write its predictions; return SROCC/PLCC/KROCC/RMSE."""
+               predictions: Path, progress: bool = True, dist_info: Optional[DistInfo] = None) -> dict[str, float]:
+    """Score data.<part> with `checkpoint`; write its predictions (in annotation order); return
+    SROCC/PLCC/KROCC/RMSE. Under DDP every rank scores a shard (as validation does) and rank 0
+    writes and returns the metrics (other ranks: {})."""
+    info = dist_info or DistInfo()
     model = load_model(cfg, str(checkpoint), device)
-    loader = DataLoader(build_dataset(cfg["data"][part]), batch_size=1, shuffle=False, collate_fn=collate,
-                        num_workers=cfg["num_workers"])
-    preds = predict(model, loader, device, cfg["amp"], desc=part, progress=progress)
-    write_predictions(predictions, preds.names, preds.scores)
-    metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
+    dataset = build_dataset(cfg["data"][part])
+    loader = DataLoader(shard(dataset, info), batch_size=1, shuffle=False, collate_fn=collate,
+                        num_workers=cfg["num_workers"], pin_memory=device.type == "cuda")
+    preds = gather_predictions(predict(model, loader, device, cfg["amp"], desc=part, progress=progress), info)
+    if not info.is_main:
+        return {}
+    order = {r.video_name: i for i, r in enumerate(dataset.records)}
+    rows = sorted(zip(preds.names, preds.scores, preds.labels), key=lambda row: order[row[0]])
+    names, scores, labels = (list(column) for column in zip(*rows))
+    write_predictions(predictions, names, scores)
+    metrics = correlation_metrics(scores, labels, cfg["metrics_fit"])
     return {k: metrics[k] for k in CORRELATIONS}
 
 
@@ -217,14 +226,17 @@ def run_splits(cfg: Config, opts: SplitOptions, device: torch.device,
                               f"{len(pool.records)} videos in {len(set(groups))} groups); raise --val-frac / "
                               "--test-frac or add videos")
     manifest = _manifest(cfg, pool, groups, opts)
+    shared_is_file(opts.out_dir / "splits.json", info)  # every rank reads what rank 0 writes: one filesystem
     _check_manifest(opts.out_dir / "splits.json", manifest)
     if info.is_main:
         atomic_write_text(opts.out_dir / "splits.json", json.dumps(manifest, indent=1))
+    _barrier(info)
+    shared_is_file(opts.out_dir / "splits.json", info)
     results: list[dict[str, Any]] = []
     for i, parts in enumerate(splits):
         split_dir = opts.out_dir / f"split_{i:02d}"
         done = split_dir / "result.json"
-        if done.is_file():
+        if shared_is_file(done, info):
             log.info("split %d/%d: finished earlier (%s), skipped", i + 1, opts.splits, done)
             results.append(json.loads(done.read_text()))
             continue
@@ -252,18 +264,22 @@ def _run_one(cfg: Config, index: int, parts: Mapping[str, list[int]], groups: Se
         atomic_write_text(split_dir / "config.yml", yaml.safe_dump(dict(split_cfg), sort_keys=False))
     last = split_dir / "checkpoint" / f"{cfg['name']}_split_last.pth"
     train_opts = TrainOptions(output_dir=split_dir / "checkpoint", test_set="split",
-                              resume_from=last if last.is_file() else None, log_dir=split_dir / "log",
+                              resume_from=last if shared_is_file(last, info) else None, log_dir=split_dir / "log",
                               progress=opts.progress, sync_bn=opts.sync_bn, device_ids=opts.device_ids,
                               overwrite=True)  # its own folder (splits.json guards it): no last state = restart
     log.info("split %d/%d: %s", index + 1, opts.splits,
              ", ".join(f"{p} {len(ix)} videos / {len({groups[k] for k in ix})} groups" for p, ix in parts.items()))
     trainer = Trainer(split_cfg, train_opts, device, info)
     best = trainer.train()
+    chosen = [max(sorted(best), key=lambda t: selection_score(best[t])) if info.is_main else None]
+    if info.enabled:  # only rank 0 knows the best epochs
+        dist.broadcast_object_list(chosen, src=0)
+    tag = chosen[0]
+    checkpoint = trainer.ckpt_path(tag)
+    test = score_part(split_cfg, "test", checkpoint, device, split_dir / "test_predictions.csv",
+                      opts.progress and info.is_main, info)
     if not info.is_main:
         return {}
-    tag = max(sorted(best), key=lambda t: selection_score(best[t]))
-    checkpoint = trainer.ckpt_path(tag)
-    test = score_part(split_cfg, "test", checkpoint, device, split_dir / "test_predictions.csv", opts.progress)
     return {"split": index, **{f"n_{p}": len(ix) for p, ix in parts.items()},
             **{f"groups_{p}": len({groups[k] for k in ix}) for p, ix in parts.items()},
             "selected": "model" if tag == "n" else "EMA", "epoch": best[tag]["epoch"],

@@ -28,21 +28,27 @@ def scatter_plot(pred: Sequence[float], mos: Sequence[float], path: str | Path, 
                  metrics: Optional[Mapping[str, float]] = None) -> Path:
     """Scatter of predictions (x) against MOS (y) with the fitted logistic (or linear) curve."""
     pred, mos = np.asarray(pred, float), np.asarray(mos, float)
+    finite = np.isfinite(pred) & np.isfinite(mos)  # a diverged model's nan predictions are not drawn
+    if not finite.all():
+        title += f" ({int((~finite).sum())} non-finite predictions not shown)"
+        pred, mos = pred[finite], mos[finite]
     fig, ax = _pyplot().subplots(figsize=(5, 4.5), dpi=110)
     ax.scatter(pred, mos, s=14, alpha=0.7, edgecolors="none")
-    xs = np.linspace(pred.min(), pred.max(), 200)
-    try:
-        ax.plot(xs, logistic4(xs, fit_logistic4(pred, mos)), "r-", lw=1.5, label="4-parameter logistic fit")
-    except (RuntimeError, ValueError):
-        order = np.argsort(pred)
-        ax.plot(pred[order], linear_rescale(pred, mos)[order], "r-", lw=1.5, label="linear rescale")
+    if pred.size >= 2:
+        xs = np.linspace(pred.min(), pred.max(), 200)
+        try:
+            ax.plot(xs, logistic4(xs, fit_logistic4(pred, mos)), "r-", lw=1.5, label="4-parameter logistic fit")
+        except (RuntimeError, ValueError):
+            order = np.argsort(pred)
+            ax.plot(pred[order], linear_rescale(pred, mos)[order], "r-", lw=1.5, label="linear rescale")
     ax.set_xlabel("predicted score")
     ax.set_ylabel("MOS")
     if metrics:
         title = (title + "\n" if title else "") + "  ".join(
             f"{k} {metrics[k]:.3f}" for k in CORRELATIONS if k in metrics)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    if pred.size >= 2:
+        ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

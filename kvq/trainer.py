@@ -28,14 +28,14 @@ from datasets import build_dataset, collate
 from kvq.calibration import CHECKPOINT_KEY, calibration_indices, fit_calibration, mos_range
 from kvq.checkpoint import CheckpointMismatchError, load_checkpoint_file, load_into, read_checkpoint
 from kvq.config import ConfigError
-from kvq.device import autocast, configure_backends, to_channels_last
-from kvq.distributed import DistInfo
+from kvq.device import AutocastForward, autocast, check_amp, configure_backends, to_channels_last
+from kvq.distributed import DistInfo, all_reduce_sum, shard, shared_is_file
 from kvq.ema import ModelEMA
-from kvq.evaluate import Predictions, clip_inputs, predict, predict_each, video_scores
+from kvq.evaluate import Predictions, clip_inputs, gather_predictions, predict, predict_each, video_scores
 from kvq.inference import SkipUnreadable, train_scoring_spec
 from kvq.io import atomic_torch_save, atomic_write_text
-from kvq.losses import plcc_loss, rank_loss
-from kvq.metrics import CORRELATIONS, correlation_metrics, selection_score
+from kvq.losses import contrastive_loss, plcc_loss, rank_loss
+from kvq.metrics import CORRELATIONS, selection_score, validation_metrics
 from kvq.optim import build_optimizer
 from kvq.preflight import check_training
 from kvq.plots import curves_plot, scatter_plot
@@ -76,23 +76,33 @@ def seed_worker(worker_id: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
+    """This process's random state; "cuda": the current CUDA device's generator (the one the
+    process trains on), so a run resumes on a machine with another number of GPUs."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of `rng_state`; states of older runs hold a list with every visible GPU's CUDA
+    state: the current device's entry is used (the first when there are fewer entries)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"]
+        if isinstance(cuda, (list, tuple)):
+            index = torch.cuda.current_device()
+            cuda = cuda[index] if index < len(cuda) else cuda[0]
+        torch.cuda.set_rng_state(cuda)
 
 
 def bare(model: nn.Module) -> nn.Module:
-    """The model inside a DataParallel/DDP wrapper."""
-    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+    """The model inside DataParallel/DDP (and `AutocastForward`) wrappers."""
+    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel, AutocastForward)):
+        model = model.module
+    return model
 
 
 def environment_summary(device: torch.device) -> str:
@@ -142,6 +152,7 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg["optimizer"])
         self.scheduler = build_scheduler(self.optimizer, cfg["warmup_epochs"],
                                          cfg["num_epochs"] + cfg["l_num_epochs"], len(self.train_loader))
+        check_amp(device, cfg["amp"])
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg["amp"] == "fp16")
         self.model = self._wrap(model)
         self.start_epoch = 0
@@ -169,17 +180,22 @@ class Trainer:
         if self.dist.enabled:
             sampler = DistributedSampler(self.train_set, self.dist.world_size, self.dist.rank, shuffle=True,
                                          seed=self.seed)
-        return DataLoader(self.train_set, batch_size=self.cfg["batch_size"], shuffle=sampler is None,
+        batch_size = self.cfg["batch_size"]
+        videos = len(sampler) if sampler is not None else len(self.train_set)  # this process's share
+        if videos < batch_size:  # full batches only: tiny sets get one smaller batch rather than none
+            log.warning("data.train.args.anno_file '%s' gives %d videos%s, fewer than batch_size %d: training "
+                        "uses batches of %d", self.cfg["data"]["train"]["args"]["anno_file"], videos,
+                        " per process" if sampler is not None else "", batch_size, videos)
+            batch_size = videos
+        return DataLoader(self.train_set, batch_size=batch_size, shuffle=sampler is None,
                           sampler=sampler, num_workers=self.cfg["num_workers"], collate_fn=collate,
-                          worker_init_fn=seed_worker, generator=self.generator, drop_last=False,
-                          pin_memory=self.device.type == "cuda")
+                          worker_init_fn=seed_worker, generator=self.generator, drop_last=True,
+                          pin_memory=self.device.type == "cuda")  # a last batch of 1 has no PLCC loss
 
     def _val_loader(self) -> DataLoader:
-        data: Dataset = self.val_set
-        if self.dist.enabled:  # a shard per rank, no padding duplicates: every video predicted once
-            data = Subset(self.val_set, range(self.dist.rank, len(self.val_set), self.dist.world_size))
-        return DataLoader(data, batch_size=1, shuffle=False, num_workers=self.cfg["num_workers"],
-                          collate_fn=collate, pin_memory=self.device.type == "cuda")
+        return DataLoader(shard(self.val_set, self.dist), batch_size=1, shuffle=False,  # every video once
+                          num_workers=self.cfg["num_workers"], collate_fn=collate,
+                          pin_memory=self.device.type == "cuda")
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         """DDP (under torchrun), DataParallel (several --gpu_id), or the model itself.
@@ -189,13 +205,15 @@ class Trainer:
         index buffers need none, and BatchNorm statistics only count where they are read, which
         are rank 0's (validation broadcasts them first; rank 0 writes the checkpoints)."""
         if self.dist.enabled:
-            if self.opts.sync_bn:
+            if self.opts.sync_bn and self.device.type == "cuda":
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            elif self.opts.sync_bn:
+                log.warning("--sync_bn ignored: SyncBatchNorm needs CUDA (gloo on the CPU cannot run it)")
             kwargs = {"device_ids": [self.device.index]} if self.device.type == "cuda" else {}
             return nn.parallel.DistributedDataParallel(model, find_unused_parameters=model.has_unused_parameters,
                                                        broadcast_buffers=False, **kwargs)
-        if len(self.opts.device_ids) > 1:
-            return nn.DataParallel(model, device_ids=self.opts.device_ids)
+        if len(self.opts.device_ids) > 1:  # replica threads re-enter autocast: with our dtype, not fp16
+            return nn.DataParallel(AutocastForward(model, self.cfg["amp"]), device_ids=self.opts.device_ids)
         return model
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -229,6 +247,7 @@ class Trainer:
         }
 
     def _resume(self, path: Path) -> None:
+        shared_is_file(path, self.dist)  # every rank reads it: all see it, or all stop with a message
         state = load_checkpoint_file(path)
         missing = [k for k in ("state_dict", "optimizer", "scheduler", "epoch", "rng")
                    if not isinstance(state, dict) or k not in state]
@@ -244,7 +263,8 @@ class Trainer:
             self.ema = ModelEMA(bare(self.model), self.cfg["ema_decay"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state.get("scaler") and self.scaler.is_enabled():  # empty when saved with amp other than fp16
+            self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = state["epoch"] + 1
         self.best = state["best"]
         self.history = state["history"]
@@ -303,7 +323,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], list[str]]:
         """One pass over the training split; returns ({train_loss, train_contrastive_loss (KSVQE)}
-        averaged over videos, undecodable videos skipped)."""
+        averaged over the videos of all ranks, this rank's undecodable videos skipped)."""
         self.model.train()
         self.generator.manual_seed(self.seed * 1000 + epoch + 1_000_003 * self.dist.rank)  # rank 0: as one process
         if isinstance(self.train_loader.sampler, DistributedSampler):
@@ -314,7 +334,7 @@ class Trainer:
                    dynamic_ncols=True)
         for batch in bar:
             bad += [f"{path}: {error}" for path, error in batch.pop("bad_videos")]
-            if "label" not in batch:
+            if not self._all_have_data("label" in batch):
                 continue
             inputs, n = clip_inputs(batch, self.device)
             label = batch["label"].float().to(self.device)[:, None]
@@ -324,8 +344,8 @@ class Trainer:
             loss = weights["plcc"] * plcc_loss(pred, label)
             if weights["rank"]:
                 loss = loss + weights["rank"] * rank_loss(pred, label)
-            if "contrastive_loss" in out:
-                c = out["contrastive_loss"].float().mean()  # DataParallel gathers one value per GPU
+            if "distortion_tokens" in out:
+                c = contrastive_loss(out["distortion_tokens"], inputs["dis_label"], self.dist)
                 contrastive += float(c.detach()) * len(label)
                 loss = loss + weights["contrastive"] * c
             self.optimizer.zero_grad(set_to_none=True)
@@ -343,22 +363,22 @@ class Trainer:
                 step = self.scheduler.last_epoch
                 self.writer.add_scalar("train/loss", float(loss.detach()), step)
                 self.writer.add_scalar("train/lr", lr, step)
+        total, contrastive, count = all_reduce_sum([total, contrastive, count], self.dist, self.device)  # all ranks
         losses = {"train_loss": total / max(count, 1)}
         if contrastive:
             losses["train_contrastive_loss"] = contrastive / max(count, 1)
         return losses, bad
 
+    def _all_have_data(self, has_data: bool) -> bool:
+        """Whether every rank's batch kept a video (skip_bad_videos can empty one rank's batch):
+        under DDP the ranks skip a step together, or their gradient all-reduces would not pair."""
+        if not (self.dist.enabled and self.train_set.skip_bad_videos):
+            return has_data
+        return all_reduce_sum([has_data], self.dist, self.device)[0] == self.dist.world_size
+
     def gather(self, preds: Predictions) -> Predictions:
         """All ranks' predictions on rank 0 (others get an empty result)."""
-        if not self.dist.enabled:
-            return preds
-        parts: list[Optional[Predictions]] = [None] * self.dist.world_size
-        dist.all_gather_object(parts, preds)
-        merged = Predictions()
-        if self.dist.is_main:
-            for p in parts:
-                merged.extend(p)
-        return merged
+        return gather_predictions(preds, self.dist)
 
     def validate(self, epoch: int) -> dict[str, float]:
         """Metrics of the model ('n') and the EMA ('s'), both in eval mode; saves the bests."""
@@ -376,7 +396,7 @@ class Trainer:
             preds = self.gather(every[tag])
             if not self.dist.is_main:
                 continue
-            metrics = correlation_metrics(preds.scores, preds.labels, self.cfg["metrics_fit"])
+            metrics = validation_metrics(preds.scores, preds.labels, self.cfg["metrics_fit"])
             record.update({f"{tag}_{k}": v for k, v in metrics.items() if k in CORRELATIONS})
             scatter_plot(preds.scores, preds.labels,
                          self.opts.output_dir / "plots" / f"{self.cfg['name']}_epoch{epoch:03d}_{tag}.png",
@@ -407,8 +427,8 @@ class Trainer:
         dataset = build_dataset(train_scoring_spec(self.cfg))
         indices = calibration_indices(len(dataset), settings["max_videos"], self.seed)
         loader = DataLoader(Subset(SkipUnreadable(dataset), indices[self.dist.rank::self.dist.world_size]),
-                            batch_size=self.cfg["batch_size"], shuffle=False, num_workers=self.cfg["num_workers"],
-                            collate_fn=collate, pin_memory=self.device.type == "cuda")
+                            batch_size=1, shuffle=False, num_workers=self.cfg["num_workers"],
+                            collate_fn=collate, pin_memory=self.device.type == "cuda")  # batch 1: as validation
         scale = mos_range(self.cfg, [r.label for r in dataset.records])
         model = copy.deepcopy(bare(self.model))
         fitted: dict[str, dict[str, Any]] = {}

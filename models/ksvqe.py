@@ -34,7 +34,7 @@ from kvq.weights import resolve_weight
 from models.clip_visual import ClipVisualAdapter
 from models.contrique import ContriqueEncoder
 from models.modulation import (CrossAttention, DistortionModulation, SemanticModulation, TemporalSelfAttention,
-                               adapter_mlp, distortion_contrastive_loss)
+                               adapter_mlp)
 from models.region_selection import RegionSelection
 from models.swin3d import SwinTransformer3D, load_kinetics_weights
 
@@ -61,11 +61,14 @@ def key_frames(t: int) -> tuple[list[int], torch.Tensor]:
 
 @BACKBONES.register("KSVQE")
 class KSVQE(SwinTransformer3D):
-    """forward(batch) -> (features [B, 768, T/2, 7, 7], distortion contrastive loss []).
+    """forward(batch) -> (features [B, 768, T/2, 7, 7], distortion tokens [B, T/2, 49, 128]).
+
+    The distortion contrastive loss (`models.modulation.distortion_contrastive_loss` of the
+    tokens and "dis_label") is computed by the trainer over the whole batch of all GPUs
+    (`kvq.losses.contrastive_loss`), not per replica inside forward.
 
     batch: "fragment" [B, 3, T, 288, 288] (ImageNet-normalised; the dataset's "technical" when
-    absent), "resize_video" [B, 3, T, 112, 112] (CLIP-normalised), "dis_label" [B] (distortion
-    class per video, for the contrastive loss).
+    absent), "resize_video" [B, 3, T, 112, 112] (CLIP-normalised).
 
     Config keys (reference names): num_samples, sample_type, CLIP_location, cls_use,
     tuning_stage, a1, a2, frozen_stages; defaults are those of Kwai_KSVQE.yml. `pretrained`
@@ -206,10 +209,9 @@ class KSVQE(SwinTransformer3D):
 
         dist_tokens = self.distortion_tool(selected.detach()[:, :, ::2])  # [b, T/2, 49, 128]
         dist_tokens = 0.2 * self.dist_adapter(dist_tokens) + 0.8 * dist_tokens
-        loss = distortion_contrastive_loss(dist_tokens, batch["dis_label"])
 
         for stage, layer in enumerate(self.layers):
             x = layer(x.contiguous())
             if stage >= self.tuning_stage:
                 x = self._modulate(stage - self.tuning_stage, x, patch_tokens, dist_tokens)
-        return self.apply_norm(x), loss
+        return self.apply_norm(x), dist_tokens

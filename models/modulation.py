@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -109,7 +110,8 @@ class DistortionModulation(nn.Module):
         return gamma.unsqueeze(1) * x + beta.unsqueeze(1)
 
 
-def distortion_contrastive_loss(tokens: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+def distortion_contrastive_loss(tokens: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
+                                anchors: Optional[range] = None) -> torch.Tensor:
     """Supervised contrastive loss over all distortion tokens of a batch (reference
     distortion_contrastive_supervised).
 
@@ -118,15 +120,21 @@ def distortion_contrastive_loss(tokens: torch.Tensor, labels: torch.Tensor, temp
     (r != s) is the number of batch videos whose label equals both videos' labels, i.e.
     (L L^T)[v(r), v(s)] with L[i, j] = [label_i == label_j] (count-weighted, not binary, as
     the published model). loss = mean_r [logsumexp_{s != r} sim_rs - sum_s P_rs sim_rs / sum_s P_rs].
+
+    anchors: the videos whose tokens are the rows r of the mean (default: all B); the others
+    still count as positives and negatives (DDP: one rank's videos against the global batch).
     """
     b, t, g, d = tokens.shape
-    z = F.normalize(tokens.reshape(b * t * g, d), dim=1)
-    sim = z @ z.T / temperature
+    k = t * g
+    anchors = anchors if anchors is not None else range(b)
+    z = F.normalize(tokens.reshape(b * k, d), dim=1)
+    rows = torch.arange(anchors.start * k, anchors.stop * k, device=z.device)
+    sim = z[rows] @ z.T / temperature
     labels = torch.as_tensor(labels, device=z.device).reshape(b)
     same = (labels[:, None] == labels[None, :]).to(z.dtype)
-    video = torch.arange(b, device=z.device).repeat_interleave(t * g)
-    positive = (same @ same.T)[video][:, video]
-    eye = torch.eye(b * t * g, dtype=torch.bool, device=z.device)
+    video = torch.arange(b, device=z.device).repeat_interleave(k)
+    positive = (same @ same.T)[video[rows]][:, video]
+    eye = rows[:, None] == torch.arange(b * k, device=z.device)[None, :]
     positive = positive.masked_fill(eye, 0.0)
     log_denominator = torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1)
     return (log_denominator - (sim * positive).sum(dim=1) / positive.sum(dim=1)).mean()

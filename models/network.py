@@ -50,7 +50,8 @@ def pretrained_weights(model_args: Mapping[str, Mapping[str, Any]], source: str 
 class VQANetwork(nn.Module):
     """One backbone + head per key of `model.args`; scores of all keys are summed.
 
-    forward(batch) -> {"score": [B, 1], "contrastive_loss": scalar tensor (KSVQE only)}.
+    forward(batch) -> {"score": [B, 1], "distortion_tokens": [B, T/2, 49, 128] (KSVQE only, the
+    input of its contrastive loss: `kvq.losses.contrastive_loss`)}.
     """
 
     def __init__(self, model_args: Mapping[str, Mapping[str, Any]], source: str = "<config>") -> None:
@@ -81,7 +82,7 @@ class VQANetwork(nn.Module):
         for key in self.key_names:
             feats = self.backbone(key)(batch)
             if isinstance(feats, tuple):
-                feats, out["contrastive_loss"] = feats
+                feats, out["distortion_tokens"] = feats
             s = getattr(self, f"{key}_head")(feats)
             score = s if score is None else score + s
         out["score"] = score

@@ -41,6 +41,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="group: the annotation's group column; cls_label: the ksvqe lists' "
                         "cls_label; none: every video is its own group")
     p.add_argument("--sync_bn", action="store_true", help="under torchrun: convert BatchNorm to SyncBatchNorm")
+    p.add_argument("--dist_timeout", type=float, default=None, metavar="MINUTES",
+                   help="how long a process waits for the others in a collective before the run fails "
+                        "(default: torch's, 10 minutes for NCCL); raise it if validation takes longer")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None,
                    help="set by torch.distributed.launch without --use_env (LOCAL_RANK is read otherwise)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
@@ -62,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kvq.preflight import check_pool
 
     if "RANK" in os.environ:
-        session = distributed(args.gpu_id, args.local_rank)
+        session = distributed(args.gpu_id, args.local_rank, args.dist_timeout)
         ids: list[int] = []
     else:
         device, ids = select_devices(args.gpu_id)

@@ -175,3 +175,56 @@ def test_validation_scores_model_and_ema_in_one_pass(data: Path, tmp_path: Path,
     for tag, preds in alone.items():
         metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
         assert record[f"{tag}_SROCC"] == metrics["SROCC"] and record[f"{tag}_PLCC"] == metrics["PLCC"], tag
+
+
+def test_resume_with_another_amp_setting(data: Path, tmp_path: Path) -> None:
+    """A state saved without loss scaling (amp off: empty GradScaler state) resumes with fp16, and back."""
+    cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=3, ema=False))
+    run(cfg, tmp_path / "out", "--stop_after", "1")
+    last = tmp_path / "out" / "tiny_val-ltest_last.pth"
+    run(cfg, tmp_path / "out", "--stop_after", "1", "--resume_from", str(last), "--set", "amp=fp16")
+    assert torch.load(last, weights_only=False)["scaler"]  # fp16: a scale was saved
+    run(cfg, tmp_path / "out", "--resume_from", str(last), "--set", "amp='off'")
+    assert torch.load(last, weights_only=False)["epoch"] == 2
+
+
+def test_cuda_random_state_is_the_current_device_s(monkeypatch) -> None:
+    """Saved: the current GPU's generator only, so a run resumes where fewer GPUs are visible;
+    states of older runs (a list with every GPU's) still load."""
+    from kvq import trainer as engine
+
+    states = [torch.full((4,), i, dtype=torch.uint8) for i in range(4)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": states[torch.cuda.current_device()])
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": restored.append(state))
+    saved = engine.rng_state()
+    assert torch.equal(saved["cuda"], states[3])
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)  # resumed on a machine with one GPU
+    engine.set_rng_state(saved)
+    engine.set_rng_state({**saved, "cuda": states[:2]})  # an older run's list, shorter than the device index
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    engine.set_rng_state({**saved, "cuda": states})
+    assert [int(s[0]) for s in restored] == [3, 0, 1]
+
+
+def test_training_batches_are_full_and_calibration_scores_one_video_at_a_time(data: Path, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    from kvq import trainer as engine
+
+    sizes, loaders = [], []
+    real_plcc, real_predict = engine.plcc_loss, engine.predict
+    monkeypatch.setattr(engine, "plcc_loss", lambda pred, label: sizes.append(len(pred)) or real_plcc(pred, label))
+    monkeypatch.setattr(engine, "predict", lambda model, loader, *a, **k: loaders.append(
+        (k["desc"], loader.batch_size)) or real_predict(model, loader, *a, **k))
+    cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, ema=False, batch_size=4))
+    run(cfg, tmp_path / "out")
+    assert sizes == [4]  # 6 videos: one batch of 4; the last 2 (a batch without a useful PLCC loss) dropped
+    assert {desc.split()[0] for desc, _ in loaders} == {"validate", "calibrate"}
+    assert all(batch_size == 1 for _, batch_size in loaders)  # calibration bounded like validation
+    sizes.clear()
+    run(cfg, tmp_path / "out", "--set", "batch_size=7")
+    assert sizes == [6]  # a train list smaller than batch_size: one batch of all its videos
+    logs = "".join(f.read_text() for f in (tmp_path / "out" / "log").glob("*.log"))
+    assert "gives 6 videos, fewer than batch_size 7: training uses batches of 6" in logs

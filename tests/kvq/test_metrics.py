@@ -303,3 +303,19 @@ def test_constant_labels_give_nan_rmse_and_null_json() -> None:
     assert math.isnan(result["RMSE"]) and math.isnan(result["SROCC"])
     line = metrics_json({k: result[k] for k in ("SROCC", "PLCC", "KROCC", "RMSE")} | {"n": 4})
     assert json.loads(line) == {"SROCC": None, "PLCC": None, "KROCC": None, "RMSE": None, "n": 4}
+
+
+def test_validation_metrics_of_non_finite_predictions_are_nan(tmp_path, caplog) -> None:
+    """A diverged model's nan scores give nan metrics and a warning (and a plot of the finite
+    points), not an exception in the middle of training."""
+    from kvq.metrics import selection_score, validation_metrics
+    from kvq.plots import scatter_plot
+
+    pred, gt = [1.0, float("nan"), 3.0, 2.0], [1.0, 2.0, 3.0, 4.0]
+    metrics = validation_metrics(pred, gt)
+    assert all(math.isnan(metrics[k]) for k in ("SROCC", "PLCC", "KROCC", "RMSE")) and metrics["n"] == 4
+    assert "1 of 4 predictions are not finite" in caplog.text
+    assert selection_score(metrics) == -math.inf
+    assert validation_metrics([1.0, 3.0, 2.0], [1.0, 2.0, 3.0]) == correlation_metrics([1.0, 3.0, 2.0], [1.0, 2.0, 3.0])
+    assert scatter_plot(pred, gt, tmp_path / "p.png", "epoch 0", metrics).stat().st_size > 0
+    assert scatter_plot([float("nan")] * 3, gt[:3], tmp_path / "q.png").stat().st_size > 0

@@ -99,3 +99,58 @@ def test_trainer_applies_the_cuda_backend_switches(cuda_backend_flags, monkeypat
     with pytest.raises(RuntimeError, match="stop"):
         kvq.trainer.Trainer(cfg, kvq.trainer.TrainOptions(output_dir=tmp_path), torch.device("cuda:0"))
     assert calls == [(torch.device("cuda:0"), False, True)]
+
+
+def _dtype_in_a_replica_thread(module: torch.nn.Module, amp: str) -> torch.dtype:
+    """DataParallel runs each replica's forward in a new thread; autocast state is thread-local,
+    so the thread sees the caller's autocast only if the module enters it itself."""
+    import threading
+
+    seen = []
+    with autocast(torch.device("cpu"), amp):
+        thread = threading.Thread(target=lambda: seen.append(module(torch.randn(2, 4)).dtype))
+        thread.start()
+        thread.join()
+    return seen[0]
+
+
+def test_data_parallel_replicas_compute_in_the_configured_dtype() -> None:
+    from types import SimpleNamespace
+
+    from kvq.device import AutocastForward
+    from kvq.trainer import Trainer, bare
+
+    linear = torch.nn.Linear(4, 3)
+    assert _dtype_in_a_replica_thread(linear, "bf16") == torch.float32  # what a bare replica gets
+    fake = SimpleNamespace(dist=SimpleNamespace(enabled=False), opts=SimpleNamespace(device_ids=[0, 1]),
+                           cfg={"amp": "bf16"})
+    wrapped = Trainer._wrap(fake, linear)
+    assert isinstance(wrapped, torch.nn.DataParallel) and bare(wrapped) is linear
+    assert _dtype_in_a_replica_thread(wrapped.module, "bf16") == torch.bfloat16
+    assert _dtype_in_a_replica_thread(AutocastForward(linear, "off"), "bf16") == torch.float32
+
+
+def test_bf16_on_a_gpu_without_native_bf16_warns(monkeypatch, caplog) -> None:
+    from kvq.device import check_amp
+
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # V100
+    check_amp(gpu, "bf16")
+    assert "compute capability 7.0" in caplog.text and "no native bf16" in caplog.text
+    caplog.clear()
+    check_amp(gpu, "fp16")
+    check_amp(torch.device("cpu"), "bf16")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # A100
+    check_amp(gpu, "bf16")
+    assert not caplog.text
+
+
+def test_the_first_listed_gpu_becomes_the_current_device(monkeypatch) -> None:
+    from kvq.device import select_devices
+
+    current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    assert select_devices("1") == (torch.device("cuda", 1), [1])
+    assert current == [torch.device("cuda", 1)]  # pinned-memory threads then use GPU 1, not GPU 0

@@ -12,6 +12,7 @@ from kvq.conformance import compare_case
 from kvq.registry import BACKBONES
 from kvq.weights import MissingWeightsError
 from models.ksvqe import KSVQE, MODULATION_MODULES, key_frames
+from models.modulation import distortion_contrastive_loss
 from models.network import VQANetwork
 from models.swin3d import SWIN_PREFIXES
 from tests.conftest import load_json
@@ -65,8 +66,10 @@ def test_matches_reference(reference_model, conformance_dir, detweights, tuning_
     cases = load_json(conformance_dir / f"expected_ksvqe_ts{tuning_stage}.json")["cases"]
     case = next(c for c in cases if c["input"]["fragment"][1][2] == frames)
     with torch.no_grad():
-        feats, loss = model.KSVQE_backbone(_batch(detweights, case))
+        batch = _batch(detweights, case)
+        feats, tokens = model.KSVQE_backbone(batch)
         score = model.KSVQE_head(feats)
+        loss = distortion_contrastive_loss(tokens, batch["dis_label"])
     result = compare_case(case, {"features": feats, "score": score, "contrastive_loss": loss})
     assert result.passed, result.failures
 
@@ -80,6 +83,7 @@ def test_matches_reference_on_cuda(reference_model, conformance_dir, detweights,
         batch = {k: v.cuda() for k, v in _batch(detweights, case).items()}
         with torch.no_grad():
             out = model(batch)
+            out["contrastive_loss"] = distortion_contrastive_loss(out["distortion_tokens"], batch["dis_label"])
         result = compare_case({k: case[k] for k in ("score", "contrastive_loss")},
                               {k: out[k].cpu() for k in ("score", "contrastive_loss")})
         assert result.passed, result.failures
@@ -136,7 +140,8 @@ def test_train_step_reaches_only_trainable_parts(reference_model):
                  "resize_video": torch.randn(1, 3, 4, 112, 112, generator=gen),
                  "dis_label": torch.tensor([2])}
         out = model(batch)
-        (out["score"].sum() + 0.3 * out["contrastive_loss"]).backward()
+        loss = distortion_contrastive_loss(out["distortion_tokens"], batch["dis_label"])
+        (out["score"].sum() + 0.3 * loss).backward()
         grads = {n: p.grad for n, p in backbone.named_parameters()}
         assert all(grads[n] is None for n in grads if n.startswith(FROZEN_PREFIXES))
         assert all(grads[n] is not None for n in trainable)
