@@ -318,7 +318,7 @@ def _registries() -> tuple[Registry, Mapping[str, type], Registry]:
     is validated, never at the top of this module: `import kvq.config` stays cheap (`-h`,
     `describe_schema`) and has no import cycle, and every config is checked against the full
     registries before anything is built."""
-    import datasets  # noqa: F401  (registers the datasets)
+    import datasets.kvq_datasets  # noqa: F401  (registers the datasets)
     import models  # noqa: F401  (registers the backbones)
     from models.heads import HEADS
 

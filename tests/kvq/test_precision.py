@@ -94,6 +94,7 @@ def test_trainer_applies_the_cuda_backend_switches(cuda_backend_flags, monkeypat
 
     calls = []
     monkeypatch.setattr(kvq.trainer, "configure_backends", lambda *a: calls.append(a))
+    monkeypatch.setattr(kvq.trainer, "check_training", lambda *a: None)
     monkeypatch.setattr(kvq.trainer, "build_dataset", lambda spec: (_ for _ in ()).throw(RuntimeError("stop")))
     cfg = {"name": "x", "seed": 0, "tf32": False, "cudnn_benchmark": True, "data": {"train": {}}}
     with pytest.raises(RuntimeError, match="stop"):

@@ -159,9 +159,13 @@ def test_run_main_exit_statuses(caplog) -> None:
         cli.run_main(raising(ZeroDivisionError()))
 
 
-def gpus(monkeypatch, count: int) -> None:
+def gpus(monkeypatch, count: int) -> list:
+    """Pretend the machine has `count` GPUs; returns the devices made current (set_device)."""
+    current: list = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    return current
 
 
 @pytest.mark.parametrize("count", [0, 2])
@@ -178,8 +182,9 @@ def test_named_gpu_that_is_not_there_is_an_error(monkeypatch, count: int) -> Non
 
 
 def test_named_gpus_that_are_there_are_used(monkeypatch) -> None:
-    gpus(monkeypatch, 2)
+    current = gpus(monkeypatch, 2)
     assert select_devices("1,0") == (torch.device("cuda:1"), [1, 0])
+    assert current == [torch.device("cuda:1")]
 
 
 def test_ddp_process_device_honours_gpu_id(monkeypatch) -> None:
