@@ -7,7 +7,7 @@
 Every split SimpleVQA reads needs its features (training: train and val; test.py: the scored split).
 Writes <feature_save_folder>/<database>/<video_name>/feature_<i>_{slow,fast}_feature.npy;
 videos already done are skipped, so an interrupted run can simply be started again.
-Exit statuses (README "Exit statuses"): 3 when some videos could not be decoded (listed on stderr;
+Exit statuses (docs/commands.md "Exit statuses"): 3 when some videos could not be decoded (listed on stderr;
 the others are done).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="GPU to use, e.g. '0' (the first id of a list), or 'cpu' (default: GPU 0 when CUDA is "
                         "available, else the CPU); a GPU that is not there is an error (exit 2)")
     p.add_argument("--batch_clips", type=int, default=4, help="clips per forward pass")
-    p.add_argument("--weights", default=None, help="SlowFast R50 Kinetics-400 .pyth (default: searched, see README)")
+    p.add_argument("--weights", default=None, help="SlowFast R50 Kinetics-400 .pyth (default: searched, see docs/weights.md)")
     p.add_argument("--no_pretrained", action="store_true",
                    help="random-initialised network (demo/tests only; features are not Kinetics features)")
     p.add_argument("--seed", type=int, default=0,

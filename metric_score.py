@@ -11,7 +11,7 @@ Two forms, chosen by whether the first argument is a file or a directory:
 
 PREDICTION_CSV has the header `filename,score`; TRUTH_DIR holds truth.csv (`filename,score`)
 and rank-pair-val.xlsx (sheets `nonsource` and `source`: video1, video2, rank).
-Unusable inputs: every problem is listed on stderr and the exit status is 2 (README "Exit statuses").
+Unusable inputs: every problem is listed on stderr and the exit status is 2 (docs/commands.md "Exit statuses").
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ fitted on the train split by train.py). When the annotation file has labels,
 SROCC/PLCC/KROCC/RMSE are printed too (undefined ones as null in the JSON line). Videos that
 cannot be scored (undecodable, no cached features, --videos paths that match nothing) are listed
 in `<output>.errors.csv` with the reason; the others are scored and the exit status is 3
-(README "Exit statuses").
+(docs/commands.md "Exit statuses").
 The checkpoint must fill every model key (no random parts): --checkpoint, else the config's
 test_load_path (never load_path, the checkpoint training starts from).
 """
@@ -50,7 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--errors", default=None,
                    help="CSV of videos that could not be scored (default <output>.errors.csv)")
     p.add_argument("--slowfast_weights", default=None,
-                   help="with --videos, SimpleVQA: SlowFast R50 Kinetics-400 .pyth (default: searched, see README)")
+                   help="with --videos, SimpleVQA: SlowFast R50 Kinetics-400 .pyth (default: searched, see docs/weights.md)")
     p.add_argument("--slowfast_random", action="store_true",
                    help="with --videos, SimpleVQA: the random SlowFast network of --slowfast_seed (checkpoints "
                         "trained on `SlowFast_features.py --no_pretrained` features, e.g. the demo's)")

@@ -2,7 +2,7 @@
 
     python train.py -o config/kwai_simpleVQA.yml --gpu_id 0,1 [-r checkpoint/] [--resume_from CKPT]
 
-Exit statuses: README "Exit statuses".
+Exit statuses: docs/commands.md "Exit statuses".
 """
 from __future__ import annotations
 

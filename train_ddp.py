@@ -9,7 +9,7 @@ batch is batch_size x world size; the learning rate is not rescaled (scale optim
 e.g. linearly). Rank 0 alone writes checkpoints, plots and the log file.
 
 --gpu_id 2,3 gives each process of the node its GPU (local rank i -> GPU ids[i]; as many ids as
---nproc_per_node); without it local rank i uses GPU i. Exit statuses: README "Exit statuses".
+--nproc_per_node); without it local rank i uses GPU i. Exit statuses: docs/commands.md "Exit statuses".
 """
 from __future__ import annotations
 

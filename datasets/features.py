@@ -1,6 +1,6 @@
 """Cached SlowFast features (written by SlowFast_features.py).
 
-Layout (as the seed): `<root>/<video_name>/feature_<i>_{slow,fast}_feature.npy`, shapes
+Layout (as the reference): `<root>/<video_name>/feature_<i>_{slow,fast}_feature.npy`, shapes
 (1,2048,1,1,1) and (1,256,1,1,1), i = 0..n-1 (n >= 8).
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _load(path: Path, dim: int) -> np.ndarray:
     if not path.is_file():
         raise MissingFeatureError(
             f"SlowFast feature file '{path}' does not exist; run SlowFast_features.py for this video "
-            "(see README) or check data_prefix_3D")
+            "(README: Train on KVQ) or check data_prefix_3D")
     try:
         values = np.load(path).reshape(-1)
     except (ValueError, OSError, EOFError) as e:

@@ -1,4 +1,4 @@
-"""Datasets registered under the seed's config names.
+"""Datasets registered under the reference's config names.
 
 Each sample is produced by a small pipeline: read annotation record -> sample frame indices
 (per view) -> decode the union of frames once -> build each view. Views stay uint8 (a quarter
@@ -150,7 +150,7 @@ class KSVQEDataset(VideoQualityDataset):
 
 @DATASETS.register("ViewDecompositionDataset_add_forSimpleVQA")
 class SimpleVQADataset(VideoQualityDataset):
-    """SimpleVQA input: simpleVQA uint8 [3,T,crop,crop] (ImageNet normalisation, or the seed's
+    """SimpleVQA input: simpleVQA uint8 [3,T,crop,crop] (ImageNet normalisation, or the reference's
     0-255 variant: `normalization`), feat float [T, 2304] cached SlowFast features of clips
     0..T-1, normalization: {view: name}."""
 

@@ -28,15 +28,15 @@ class Normalization:
         return out.sub_(mean).div_(std)
 
 
-# Swin/FAST-VQA fragments, on 0-255 values (seed)
+# Swin/FAST-VQA fragments, on 0-255 values (reference)
 TECHNICAL = Normalization((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
-# CLIP view of KSVQE, on [0, 1] (seed)
+# CLIP view of KSVQE, on [0, 1] (reference)
 CLIP = Normalization((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711), 1 / 255)
 # SimpleVQA, ImageNet statistics on [0, 1] (correct)
 IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1 / 255)
-# SimpleVQA as the seed did it: ImageNet statistics applied to 0-255 values (checkpoints trained so)
-IMAGENET_SEED_0_255 = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.0)
+# SimpleVQA as the reference did it: ImageNet statistics applied to 0-255 values (checkpoints trained so)
+IMAGENET_0_255 = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.0)
 
-SIMPLEVQA = {"imagenet": IMAGENET, "seed_0_255": IMAGENET_SEED_0_255}
+SIMPLEVQA = {"imagenet": IMAGENET, "reference_0_255": IMAGENET_0_255}
 # by the name a sample gives in sample["normalization"][view]
 NORMALIZATIONS = {"technical": TECHNICAL, "clip": CLIP, **SIMPLEVQA}

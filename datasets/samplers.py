@@ -1,4 +1,4 @@
-"""Temporal frame samplers (the seed's UnifiedFrameSampler formulas)."""
+"""Temporal frame samplers (the reference's UnifiedFrameSampler formulas)."""
 from __future__ import annotations
 
 from typing import Mapping, Optional
@@ -9,7 +9,7 @@ import numpy as np
 class UnifiedFrameSampler:
     """Split N frames into `fragments_t` segments of length N // fragments_t; take `fsize_t`
     frames at stride `frame_interval` in each, from an offset that is random in training
-    (U{0 .. tlength - fsize_t*frame_interval - 1}, as the seed) and the centre of that range
+    (U{0 .. tlength - fsize_t*frame_interval - 1}, as the reference) and the centre of that range
     at test time; repeat `num_clips` times; indices wrap modulo N.
 
     __call__(num_frames, train) -> int32 [num_clips * fragments_t * fsize_t].

@@ -129,7 +129,7 @@ VIEWS: dict[str, Callable[..., torch.Tensor]] = {
 
 
 def view_function(view_name: str) -> Callable[..., torch.Tensor]:
-    """The view for a sample_types name, chosen by its prefix (as the seed)."""
+    """The view for a sample_types name, chosen by its prefix (as the reference)."""
     for prefix, fn in VIEWS.items():
         if view_name.startswith(prefix):
             return fn

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from kvq.config import Config
     from kvq.trainer import TrainOptions
 
-# Exit statuses of every command-line entry point (README: "Exit statuses").
+# Exit statuses of every command-line entry point (docs/commands.md "Exit statuses").
 EXIT_OK = 0  # everything done
 EXIT_FAILURE = 1  # an unexpected failure (a bug, out of memory, ...): a traceback is printed
 EXIT_USAGE = 2  # bad usage, config, input file, weights or GPU: a message names what is wrong
@@ -106,7 +106,7 @@ def log_to_file(log_dir: Path, name: str, rank: int = 0) -> Optional[Path]:
 def add_config_args(parser: argparse.ArgumentParser, default: str | None = None, optional: bool = False) -> None:
     """-o/--opt (required unless it has a `default` or is `optional`), --set, --gpu_id."""
     parser.add_argument("-o", "--opt", default=default, required=default is None and not optional,
-                        help="YAML config file (see README: configuration)")
+                        help="YAML config file (see docs/configuration.md)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config value, e.g. --set optimizer.lr=1e-4 (repeatable)")
     parser.add_argument("--gpu_id", default=None,

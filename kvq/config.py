@@ -38,7 +38,7 @@ class Opt:
     children: Optional[dict[str, "Opt"]] = None  # fixed sub-keys
     each: Optional["Opt"] = None  # mapping with free keys, each value of this schema
     nullable: bool = True
-    deprecated: str = ""  # accepted for seed configs; says what happens
+    deprecated: str = ""  # accepted for reference configs; says what happens
 
 
 def num(default: Any = REQUIRED, doc: str = "", **kw: Any) -> Opt:
@@ -76,7 +76,7 @@ VIEW = mapping(
         "size_w": integer(112, "aesthetic/resize view width (KSVQE: the CLIP view)"),
         "resize": integer(520, "simpleVQA: squash-resize side before cropping"),
         "crop": integer(448, "simpleVQA: crop side (random in training, centre at test)"),
-        "random_crop": boolean(False, "", deprecated="stored by the seed without effect; ignored"),
+        "random_crop": boolean(False, "", deprecated="stored by the reference without effect; ignored"),
         "arp": boolean(False, "", deprecated="aspect-ratio-preserving resize; not supported, must be false"),
     },
     "options of one view; the view name's prefix selects the view: technical*, aesthetic*, simpleVQA*; "
@@ -84,29 +84,33 @@ VIEW = mapping(
     "technical: fragments_*, fsize_*, aligned, and with ViewDecompositionDataset_KVQ size_h/size_w for the "
     "CLIP view; aesthetic: size_h/size_w; simpleVQA: resize, crop)",
 )
+OLD_REFERENCE_NORMALIZATION = "seed_0_255"  # earlier name of 'reference_0_255' (configs, checkpoints)
+
 DEPRECATED_VIEW_KEYS = frozenset(k for k, opt in VIEW.children.items() if opt.deprecated)
 
 DATA_ARGS = mapping(
     {
         "phase": string("test", "'train' = random sampling/crops; anything else = deterministic",
                         nullable=False),
-        "anno_file": string(REQUIRED, "annotation file (csv/txt); format detected, see README", nullable=False),
+        "anno_file": string(REQUIRED, "annotation file (csv/txt); format detected, see docs/data.md", nullable=False),
         "anno_format": string("auto", "auto | kvq_csv | ksvqe | dover | unlabeled", nullable=False,
                               choices=["auto", "kvq_csv", "ksvqe", "dover", "unlabeled"]),
         "data_prefix": string("", "folder the annotation's file names are relative to", nullable=False),
         "data_prefix_3D": string(None, "SimpleVQA: folder of cached SlowFast features (<video_name>/...)"),
         "feature_type": string("SlowFast", "SimpleVQA: Slow (2048) | Fast (256) | SlowFast (2304)",
                                choices=["Slow", "Fast", "SlowFast"], nullable=False),
-        "normalization": string("imagenet", "SimpleVQA: 'imagenet' (on [0,1], correct) or 'seed_0_255' "
-                                "(the reference's, on 0-255 values; for checkpoints trained with it)",
-                                choices=["imagenet", "seed_0_255"], nullable=False),
+        "normalization": string("imagenet", "SimpleVQA: 'imagenet' (on [0,1], correct) or 'reference_0_255' "
+                                "(the reference's, on 0-255 values; for checkpoints trained with it; the older "
+                                "name 'seed_0_255' is accepted)",
+                                choices=["imagenet", "reference_0_255", OLD_REFERENCE_NORMALIZATION],
+                                nullable=False),
         "decoder": string("decord", "primary decoder: decord | pyav (the other one is the fallback)",
                           choices=["decord", "pyav"], nullable=False),
         "sample_types": mapping(None, "view name -> view options", each=VIEW),
-        "weight": num(0.5, "", deprecated="stored by the seed without effect; ignored"),
+        "weight": num(0.5, "", deprecated="stored by the reference without effect; ignored"),
         "data_backend": string("disk", "", deprecated="only 'disk' is supported", choices=["disk"]),
-        "augment": boolean(False, "", deprecated="stored by the seed without effect; ignored"),
-        "random_crop": boolean(False, "", deprecated="stored by the seed without effect; ignored"),
+        "augment": boolean(False, "", deprecated="stored by the reference without effect; ignored"),
+        "random_crop": boolean(False, "", deprecated="stored by the reference without effect; ignored"),
     },
     "dataset arguments",
 )
@@ -133,19 +137,19 @@ MODEL_ENTRY = mapping(
 SCHEMA: dict[str, Opt] = {
     "name": string(REQUIRED, "run name: prefix of checkpoint files", nullable=False),
     "num_epochs": integer(50, "training epochs"),
-    "l_num_epochs": integer(0, "extra epochs counted in the LR schedule length only (seed)"),
+    "l_num_epochs": integer(0, "extra epochs counted in the LR schedule length only (reference)"),
     "warmup_epochs": num(2.5, "linear LR warm-up length in (fractional) epochs; 0 = none"),
     "ema": boolean(True, "keep an exponential moving average of the weights (validated too)"),
     "ema_decay": num(0.999, "EMA decay per step"),
     "save_model": boolean(True, "write checkpoints"),
     "batch_size": integer(4, "training batch size (per process under DDP)"),
     "num_workers": integer(6, "data-loader worker processes"),
-    "split_seed": integer(42, "", deprecated="stored by the seed without effect; ignored"),
+    "split_seed": integer(42, "", deprecated="stored by the reference without effect; ignored"),
     "seed": integer(42, "seed for python/numpy/torch and data-loader workers"),
     "ddp": boolean(False, "the config is meant for train_ddp.py (informative)"),
     "amp": string("off", "mixed precision (training, validation, test.py): off | bf16 | fp16 (a bare `off`, "
                   "which YAML reads as false, is off); bf16 autocast "
-                  "is the fast inference path on CPUs with AVX512-BF16/AMX (see README: Benchmarks)",
+                  "is the fast inference path on CPUs with AVX512-BF16/AMX (see docs/benchmarks.md)",
                   choices=["off", "bf16", "fp16"], nullable=False),
     "channels_last": boolean(False, "convolution weights (and so activations) in channels-last memory format "
                              "(training and test.py); faster convolutions, same values"),
@@ -161,7 +165,7 @@ SCHEMA: dict[str, Opt] = {
     "calibration": mapping(
         {
             "enabled": boolean(True, "after training, fit a map from raw outputs to the MOS scale on the train "
-                               "split and store it in the best checkpoints (README: calibrated scores)"),
+                               "split and store it in the best checkpoints (docs/calibration.md)"),
             "max_videos": Opt((int,), 1000, "train videos scored for the fit: a seeded random subset of this "
                               "many (null = all)"),
         },
@@ -198,7 +202,7 @@ SCHEMA: dict[str, Opt] = {
     ),
     "load_path": string(None, "checkpoint training starts from, loaded after building the model (may be partial, "
                               "e.g. a pretrained backbone); never used to score; a bare file name not in the "
-                              "working folder is looked for where weights are (README: pretrained weights)"),
+                              "working folder is looked for where weights are (docs/weights.md)"),
     "test_load_path": string(None, "checkpoint test.py and load_scorer score with (unless --checkpoint); it must "
                                    "fill every model key; found like load_path"),
     "data": mapping(None, "datasets: train, val, test", each=DATA_SPEC),
@@ -414,6 +418,9 @@ def validate(raw: Mapping[str, Any], source: str = "<config>", stored: bool = Fa
     data = _validate(raw, SCHEMA, "", source, warnings)
     backbones, heads, datasets = _registries()
     _check_data(data["data"], raw, datasets, source, stored)
+    for spec in data["data"].values():
+        if spec["args"]["normalization"] == OLD_REFERENCE_NORMALIZATION:
+            spec["args"]["normalization"] = "reference_0_255"
     _check_model(data["model"], backbones, heads, source, warnings)
     max_videos = data["calibration"]["max_videos"]
     if max_videos is not None and max_videos < 2:
@@ -439,14 +446,14 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
 
 
 def describe_schema() -> str:
-    """Markdown table of every key (for the README)."""
+    """Markdown table of every key (for docs/configuration.md)."""
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
 
     def walk(schema: Mapping[str, Opt], prefix: str) -> None:
         for key, opt in schema.items():
             full = f"{prefix}{key}"
             default = "required" if opt.default is REQUIRED else ("" if opt.children or opt.each else repr(opt.default))
-            doc = opt.doc + (f" (seed key: {opt.deprecated})" if opt.deprecated else "")
+            doc = opt.doc + (f" (reference key: {opt.deprecated})" if opt.deprecated else "")
             if opt.choices:
                 doc += f" [{', '.join(map(str, opt.choices))}]"
             rows.append(f"| `{full}` | {_type_name(opt.types)} | {default} | {doc} |")

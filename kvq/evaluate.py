@@ -1,5 +1,5 @@
 """Inference over a data loader: every video predicted once; multi-clip inputs scored per clip
-and averaged (the seed fed 3 clips to KSVQE as one 96-frame sequence)."""
+and averaged (the reference fed 3 clips to KSVQE as one 96-frame sequence)."""
 from __future__ import annotations
 
 import logging

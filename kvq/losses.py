@@ -1,4 +1,4 @@
-"""Training losses (the seed's formulas). Inputs: predictions and labels [B, 1]; KSVQE's
+"""Training losses (the reference's formulas). Inputs: predictions and labels [B, 1]; KSVQE's
 distortion contrastive loss over the global batch of all processes."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from models.modulation import distortion_contrastive_loss
 
 
 def plcc_loss(pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """((1 - rho)/2 + (1 - rho^2)/4) / 2 written as the seed writes it, on batch-standardised
+    """((1 - rho)/2 + (1 - rho^2)/4) / 2 written as the reference writes it, on batch-standardised
     values (population std + 1e-8). Zero for batches of fewer than 2 videos."""
     if pred.numel() < 2:
         return pred.sum() * 0.0

@@ -77,7 +77,7 @@ def split_problems(cfg: Mapping[str, Any], split: str, labels: str) -> tuple[lis
     if missing:
         problems.append(f"{where}: {len(missing)} of {len(records)} video files do not exist under data_prefix "
                         f"'{args['data_prefix']}': {_examples(missing)}. Fix: put the videos there, or set "
-                        f"data.{split}.args.data_prefix to their folder (README: Data)")
+                        f"data.{split}.args.data_prefix to their folder (docs/data.md)")
     dataset = DATASETS.get(spec["type"])
     lacking = [r for r in records if any(not p.is_file() for p in dataset.feature_files(args, r))]
     if lacking:
@@ -127,7 +127,7 @@ def check_training(cfg: Mapping[str, Any], dist_info: Any = None) -> None:
             problems, warnings = problems + p, warnings + w
     problems += weight_problems(cfg)
     problems += checkpoint_problem(cfg["load_path"], "load_path",
-                                   "put the checkpoint there (README: Pretrained weights), or set load_path to null "
+                                   "put the checkpoint there (docs/weights.md), or set load_path to null "
                                    "(--set load_path=null) to start from the backbones' own weights")
     _finish(cfg, problems, warnings, dist_info)
 

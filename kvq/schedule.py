@@ -8,7 +8,7 @@ import torch
 
 def warmup_cosine(step: int, warmup_iters: int, total_iters: int) -> float:
     """LR factor of iteration `step` (0-based): (step+1)/warmup during warm-up, then
-    0.5·(1+cos(π·progress)) over the remaining iterations. Unlike the seed, the first step
+    0.5·(1+cos(π·progress)) over the remaining iterations. Unlike the reference, the first step
     does not use LR 0, the cosine spans (total - warmup) iterations, and warmup 0 works."""
     if step < warmup_iters:
         return (step + 1) / warmup_iters

@@ -5,7 +5,7 @@
 Prints one JSON line per case on stdout:
     {"model": ..., "case": ..., "max_abs_error": ..., "pass": true | false | null, ...}
 ("pass": null = skipped on purpose by --max-frames; "skipped"/"error"/"failures" say why a case
-did not pass). Exit status (README "Exit statuses") 0 only when no case failed: 1 when one did,
+did not pass). Exit status (docs/commands.md "Exit statuses") 0 only when no case failed: 1 when one did,
 2 when the fixtures cannot be read.
 """
 from __future__ import annotations

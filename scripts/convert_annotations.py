@@ -1,7 +1,7 @@
 """Convert a public dataset's official metadata file(s) to this project's annotation csv
 (`filename,score,group`), or with --output-format ksvqe to KSVQE's list
 (`filename,cls_label,dis_label,score`, no header: cls_label = source group index, dis_label =
-position in the group, 0 = the source); see README "Train on your own dataset".
+position in the group, 0 = the source); see docs/own-dataset.md.
 
     python scripts/convert_annotations.py --format konvid KoNViD_1k_mos.csv data/konvid/all.csv
     python scripts/convert_annotations.py --format kvq data/KVQ/train_data.csv data/KVQ/val_data.csv data/KVQ/all.csv
@@ -9,7 +9,7 @@ position in the group, 0 = the source); see README "Train on your own dataset".
     python scripts/convert_annotations.py --format kvq --output-format ksvqe data/KVQ/train_data.csv \
         data/KVQ/train_ksvqe.txt
 
-Exit statuses: README "Exit statuses" (2: a metadata file that cannot be read, naming file and line).
+Exit statuses: docs/commands.md "Exit statuses" (2: a metadata file that cannot be read, naming file and line).
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@
 # PRETRAINED=1 (`make demo PRETRAINED=1`): the same recipe on ImageNet ResNet-50 and Kinetics-400
 #   SlowFast weights (frozen features + trained head), on the ImageNet-sized view (squash to 256,
 #   crop 224) so that fine distortions survive the resize; stops at once, naming the missing
-#   files, when they are not on disk (see README "Pretrained weights"). Outputs under
+#   files, when they are not on disk (see docs/weights.md). Outputs under
 #   demo_out/pretrained/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -3,7 +3,7 @@
     python scripts/make_demo_dataset.py --out data/demo [--sources 24] [--seed 0] [--duration 3]
     python scripts/make_demo_dataset.py --out data/KVQ --layout kvq   # the KVQ release's file names
 
-Exit statuses: README "Exit statuses".
+Exit statuses: docs/commands.md "Exit statuses".
 """
 from __future__ import annotations
 

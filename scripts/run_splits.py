@@ -8,7 +8,7 @@ group (the annotation's `group` column) is in two parts, trains each split with 
 (train.py's engine), keeps the checkpoint of the best val epoch (model or EMA, by val SROCC+PLCC)
 and scores the test part with it once. Prints and writes test SROCC/PLCC/KROCC/RMSE per split,
 median and mean +- std (results.csv, results_box.png). Run it again to resume: finished splits
-are skipped, an interrupted one continues from its last epoch. Exit statuses: README "Exit statuses".
+are skipped, an interrupted one continues from its last epoch. Exit statuses: docs/commands.md "Exit statuses".
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ def test_clip_plan() -> None:
     p = plan_clips(100, 29.97)
     assert (p.fps, p.n_unique, p.n_total) == (30, 3, 8)
     assert p.frames(2).tolist() == [min(60 + j, 99) for j in range(32)]
-    short = plan_clips(10, 30)  # fewer frames than fps: the seed crashed here
+    short = plan_clips(10, 30)  # fewer frames than fps: the reference crashed here
     assert (short.n_unique, short.n_total) == (1, 8)
     assert plan_clips(50, 0).fps == 30  # unknown frame rate
     long = plan_clips(300, 25)

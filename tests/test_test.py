@@ -137,11 +137,12 @@ def test_annotation_mode_scores_good_videos_and_lists_bad_ones(trained, tmp_path
 
 
 def test_missing_annotation_videos_are_listed_up_front(trained, tmp_path: Path) -> None:
-    from datasets.annotations import AnnotationError
+    """Missing files are a setup error found by the preflight, all of them named (exit 2)."""
+    from kvq.preflight import PreflightError
 
     cfg, ckpt = trained
     (tmp_path / "list.csv").write_text("filename\nv0.mp4\ngone1.mp4\ngone2.mp4\n")
-    with pytest.raises(AnnotationError, match="(?s)2 of 3 video files do not exist.*gone1.mp4.*gone2.mp4"):
+    with pytest.raises(PreflightError, match="(?s)2 of 3 video files do not exist.*gone1.mp4.*gone2.mp4"):
         test_script.main(["-o", str(cfg), "--checkpoint", str(ckpt), "--output", str(tmp_path / "p.csv"),
                           "--set", f"data.test.args.anno_file={tmp_path / 'list.csv'}"])
 

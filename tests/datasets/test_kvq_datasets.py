@@ -80,8 +80,8 @@ def test_simplevqa_sample(root: Path) -> None:
     assert s["feat"].shape == (8, 2304)
     assert torch.equal(s["feat"][:, 0], torch.arange(8, dtype=torch.float32))
     assert s["simpleVQA"].dtype == torch.uint8 and s["normalization"] == {"simpleVQA": "imagenet"}
-    seed = build_dataset(simplevqa_spec(root, norm="seed_0_255"))[1]
-    assert torch.equal(seed["simpleVQA"], s["simpleVQA"]) and seed["normalization"] == {"simpleVQA": "seed_0_255"}
+    seed = build_dataset(simplevqa_spec(root, norm="reference_0_255"))[1]
+    assert torch.equal(seed["simpleVQA"], s["simpleVQA"]) and seed["normalization"] == {"simpleVQA": "reference_0_255"}
 
 
 def test_unlabeled_annotations_give_nan_labels(root: Path) -> None:
@@ -128,7 +128,7 @@ def test_bad_video_raises_at_test_and_is_skipped_in_training(root: Path) -> None
 def test_clip_inputs_normalise_uint8_views_as_the_samples_did(root: Path) -> None:
     """uint8 views normalised after the copy (and the clip split) equal the float views the
     dataset used to send, normalised per sample and split on the host."""
-    from datasets.normalize import CLIP, IMAGENET, IMAGENET_SEED_0_255, TECHNICAL
+    from datasets.normalize import CLIP, IMAGENET, IMAGENET_0_255, TECHNICAL
     from kvq.evaluate import clip_inputs, split_clips
 
     ds = build_dataset(ksvqe_spec(root))
@@ -139,7 +139,7 @@ def test_clip_inputs_normalise_uint8_views_as_the_samples_did(root: Path) -> Non
     assert n == 3 and "fragment" not in inputs
     for key in ("technical", "resize_video"):
         assert inputs[key].dtype == torch.float32 and torch.equal(inputs[key], old[key]), key
-    for norm, expected in (("imagenet", IMAGENET), ("seed_0_255", IMAGENET_SEED_0_255)):
+    for norm, expected in (("imagenet", IMAGENET), ("reference_0_255", IMAGENET_0_255)):
         s = build_dataset(simplevqa_spec(root, norm=norm))[1]
         got = clip_inputs(collate([s]), torch.device("cpu"))[0]["simpleVQA"]
         assert torch.equal(got, expected(s["simpleVQA"])[None]), norm

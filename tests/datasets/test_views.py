@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from datasets.normalize import CLIP, IMAGENET, IMAGENET_SEED_0_255, TECHNICAL
+from datasets.normalize import CLIP, IMAGENET, IMAGENET_0_255, TECHNICAL
 from datasets.views import fragment_offsets, resize_crop_view, resized_view, spatial_fragments
 
 
@@ -68,7 +68,7 @@ def test_resize_crop_view_centre_and_random() -> None:
 def test_normalisations() -> None:
     x = torch.full((3, 1, 2, 2), 255, dtype=torch.uint8)
     assert torch.allclose(IMAGENET(x)[0], torch.tensor((1 - 0.485) / 0.229))
-    assert torch.allclose(IMAGENET_SEED_0_255(x)[0], torch.tensor((255 - 0.485) / 0.229))
+    assert torch.allclose(IMAGENET_0_255(x)[0], torch.tensor((255 - 0.485) / 0.229))
     assert torch.allclose(TECHNICAL(x)[0], torch.tensor((255 - 123.675) / 58.395))
     assert torch.allclose(CLIP(x)[2], torch.tensor((1 - 0.40821073) / 0.27577711))
 

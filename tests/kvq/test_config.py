@@ -227,7 +227,7 @@ def test_schema_is_documented() -> None:
 
 
 def test_readme_documents_every_key() -> None:
-    assert describe_schema() in (ROOT / "README.md").read_text()
+    assert describe_schema() in (ROOT / "docs" / "configuration.md").read_text()
 
 
 def test_clip_len_must_split_into_t_frag_segments(tmp_path: Path) -> None:
@@ -235,3 +235,11 @@ def test_clip_len_must_split_into_t_frag_segments(tmp_path: Path) -> None:
     assert load_config(path, ["data.train.args.sample_types.simpleVQA.t_frag=4"])
     with pytest.raises(ConfigError, match="clip_len 8 is not a multiple of t_frag 3"):
         load_config(path, ["data.train.args.sample_types.simpleVQA.t_frag=3"])
+
+
+def test_reference_normalization_under_its_older_name(tmp_path: Path) -> None:
+    """'seed_0_255', the earlier name of 'reference_0_255' (configs and checkpoints written before), still loads."""
+    for name in ("seed_0_255", "reference_0_255"):
+        data = minimal()
+        data["data"]["train"]["args"]["normalization"] = name
+        assert load_config(write(tmp_path, data))["data"]["train"]["args"]["normalization"] == "reference_0_255"
