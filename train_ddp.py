@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from kvq.cli import (EXIT_OK, add_train_args, load, log_level, log_to_file, make_parser, run_main, setup_logging,
-                     train_options)
+from kvq.cli import (EXIT_OK, add_ddp_args, add_train_args, load, log_level, log_to_file, make_parser, run_main,
+                     setup_logging, train_options)
 
 log = logging.getLogger("train_ddp")
 
@@ -28,12 +28,7 @@ log = logging.getLogger("train_ddp")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     add_train_args(p)
-    p.add_argument("--sync_bn", action="store_true", help="convert BatchNorm layers to SyncBatchNorm")
-    p.add_argument("--dist_timeout", type=float, default=None, metavar="MINUTES",
-                   help="how long a process waits for the others in a collective before the run fails "
-                        "(default: torch's, 10 minutes for NCCL); raise it if validation takes longer")
-    p.add_argument("--local_rank", "--local-rank", type=int, default=None,
-                   help="set by torch.distributed.launch without --use_env (LOCAL_RANK is read otherwise)")
+    add_ddp_args(p)
     return p.parse_args(argv)
 
 

@@ -139,6 +139,17 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
 
 
+def add_ddp_args(parser: argparse.ArgumentParser) -> None:
+    """Flags of the commands that run under torchrun (train_ddp.py, scripts/run_splits.py)."""
+    parser.add_argument("--sync_bn", action="store_true",
+                        help="under torchrun: convert BatchNorm layers to SyncBatchNorm (CUDA only)")
+    parser.add_argument("--dist_timeout", type=float, default=None, metavar="MINUTES",
+                        help="how long a process waits for the others in a collective before the run fails "
+                             "(default: torch's, 10 minutes for NCCL); raise it if validation takes longer")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                        help="set by torch.distributed.launch without --use_env (LOCAL_RANK is read otherwise)")
+
+
 def train_options(args: argparse.Namespace, **extra: object) -> "TrainOptions":
     """TrainOptions from the flags of `add_train_args`."""
     from kvq.trainer import TrainOptions

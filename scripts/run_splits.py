@@ -22,8 +22,8 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kvq.cli import (EXIT_OK, add_config_args, load, log_level, log_to_file, make_parser, run_main,  # noqa: E402
-                     setup_logging)
+from kvq.cli import (EXIT_OK, add_config_args, add_ddp_args, load, log_level, log_to_file, make_parser,  # noqa: E402
+                     run_main, setup_logging)
 from datasets.splits import GROUP_BY  # noqa: E402
 
 log = logging.getLogger("run_splits")
@@ -40,12 +40,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--group-by", default="group", choices=GROUP_BY,
                    help="group: the annotation's group column; cls_label: the ksvqe lists' "
                         "cls_label; none: every video is its own group")
-    p.add_argument("--sync_bn", action="store_true", help="under torchrun: convert BatchNorm to SyncBatchNorm")
-    p.add_argument("--dist_timeout", type=float, default=None, metavar="MINUTES",
-                   help="how long a process waits for the others in a collective before the run fails "
-                        "(default: torch's, 10 minutes for NCCL); raise it if validation takes longer")
-    p.add_argument("--local_rank", "--local-rank", type=int, default=None,
-                   help="set by torch.distributed.launch without --use_env (LOCAL_RANK is read otherwise)")
+    add_ddp_args(p)
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     if args.splits < 1:
