@@ -214,17 +214,19 @@ def test_training_batches_are_full_and_calibration_scores_one_video_at_a_time(da
     from kvq import trainer as engine
 
     sizes, loaders = [], []
-    real_plcc, real_predict = engine.plcc_loss, engine.predict
+    real_plcc, real_predict, real_each = engine.plcc_loss, engine.predict, engine.predict_each
     monkeypatch.setattr(engine, "plcc_loss", lambda pred, label: sizes.append(len(pred)) or real_plcc(pred, label))
     monkeypatch.setattr(engine, "predict", lambda model, loader, *a, **k: loaders.append(
         (k["desc"], loader.batch_size)) or real_predict(model, loader, *a, **k))
+    monkeypatch.setattr(engine, "predict_each", lambda models, loader, *a, **k: loaders.append(
+        (k["desc"], loader.batch_size)) or real_each(models, loader, *a, **k))  # validation: model and EMA
     cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, ema=False, batch_size=4))
     run(cfg, tmp_path / "out")
     assert sizes == [4]  # 6 videos: one batch of 4; the last 2 (a batch without a useful PLCC loss) dropped
     assert {desc.split()[0] for desc, _ in loaders} == {"validate", "calibrate"}
     assert all(batch_size == 1 for _, batch_size in loaders)  # calibration bounded like validation
     sizes.clear()
-    run(cfg, tmp_path / "out", "--set", "batch_size=7")
+    run(cfg, tmp_path / "out", "--set", "batch_size=7", "--overwrite")
     assert sizes == [6]  # a train list smaller than batch_size: one batch of all its videos
     logs = "".join(f.read_text() for f in (tmp_path / "out" / "log").glob("*.log"))
     assert "gives 6 videos, fewer than batch_size 7: training uses batches of 6" in logs
