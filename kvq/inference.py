@@ -20,7 +20,7 @@ from datasets.features import MissingFeatureError
 from datasets.kvq_datasets import SimpleVQADataset
 from kvq.checkpoint import CheckpointMismatchError, extract_state_dict, load_checkpoint_file, load_into
 from kvq.config import Config, ConfigError, apply_overrides, validate
-from kvq.device import configure_backends, to_channels_last
+from kvq.device import check_amp, configure_backends, to_channels_last
 from kvq.evaluate import Predictions, predict
 from kvq.io import atomic_open
 from kvq.registry import DATASETS
@@ -68,6 +68,7 @@ def load_model(cfg: Mapping[str, Any], checkpoint: str, device: torch.device, ob
     if cfg["channels_last"]:
         to_channels_last(model)
     configure_backends(device, cfg["tf32"], cfg["cudnn_benchmark"])
+    check_amp(device, cfg["amp"])
     return model.to(device).eval()
 
 

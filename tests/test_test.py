@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import test as test_script
@@ -277,3 +278,15 @@ def test_simplevqa_videos_without_slowfast_weights_name_the_file(trained, tmp_pa
     with pytest.raises(MissingWeightsError, match="SLOWFAST_8x8_R50.pyth"):
         test_script.main(["-o", str(cfg), "--checkpoint", str(ckpt), "--videos", str(data / "v0.mp4"),
                           "--output", str(tmp_path / "s.csv"), "--features", str(tmp_path / "c"), "--no_progress"])
+
+
+def test_scoring_warns_about_bf16_where_the_gpu_has_none(trained, monkeypatch) -> None:
+    """load_model (test.py, load_scorer) checks the precision as training does (kvq.device.check_amp)."""
+    import kvq.inference
+    from kvq.config import load_config
+
+    cfg, ckpt = trained
+    calls = []
+    monkeypatch.setattr(kvq.inference, "check_amp", lambda device, amp: calls.append((device, amp)))
+    kvq.inference.load_model(load_config(cfg, ["amp=bf16"]), str(ckpt), torch.device("cpu"))
+    assert calls == [(torch.device("cpu"), "bf16")]
