@@ -122,3 +122,17 @@ def test_swin_b384_branch_runs_a_forward_with_random_weights() -> None:
     with torch.no_grad():
         out = backbone({"simpleVQA": torch.rand(1, 3, 1, crop, crop), "feat": torch.rand(1, 1, 2304)})
     assert out.shape == (1, 1, backbone.out_channels) and torch.isfinite(out).all()
+
+
+def test_views_normalised_otherwise_than_the_weight_record_are_a_preflight_problem() -> None:
+    from kvq.preflight import normalization_problems
+
+    def cfg(normalization: str, backbone: dict) -> dict:
+        return {"model": {"args": {"simpleVQA": {"backbone": backbone, "head": {}}}},
+                "data": {"train": {"args": {"normalization": normalization, "sample_types": {"simpleVQA": {}}}}}}
+
+    [problem] = normalization_problems(cfg("imagenet", {"pretrained": True, **LITE0}))
+    assert "data.train.args.normalization is 'imagenet'" in problem and "normalization: inception" in problem
+    assert normalization_problems(cfg("inception", {"pretrained": True, **LITE0})) == []
+    assert normalization_problems(cfg("seed_0_255", {"pretrained": True})) == []  # ResNet-50, ImageNet stats
+    assert normalization_problems(cfg("imagenet", {"pretrained": False, **LITE0})) == []  # random weights
