@@ -151,8 +151,8 @@ class KSVQEDataset(VideoQualityDataset):
 @DATASETS.register("ViewDecompositionDataset_add_forSimpleVQA")
 class SimpleVQADataset(VideoQualityDataset):
     """SimpleVQA input: simpleVQA uint8 [3,T,crop,crop] (ImageNet normalisation, or the reference's
-    0-255 variant: `normalization`), feat float [T, 2304] cached SlowFast features of clips
-    0..T-1, normalization: {view: name}."""
+    0-255 variant, or 'inception': `normalization`), feat float [T, 2304] cached SlowFast features
+    of clips 0..T-1 (none when data_prefix_3D is null), normalization: {view: name}."""
 
     def __init__(self, opt: Mapping[str, Any], records: Optional[list[VideoRecord]] = None) -> None:
         super().__init__(opt, records)
@@ -161,9 +161,6 @@ class SimpleVQADataset(VideoQualityDataset):
             raise ValueError(f"normalization must be one of {', '.join(SIMPLEVQA)}, got {self.normalization!r}")
         self.feature_root = opt.get("data_prefix_3D")
         self.feature_type = opt.get("feature_type", "SlowFast")
-        if "simpleVQA" in self.sample_types and not self.feature_root:
-            raise ValueError("ViewDecompositionDataset_add_forSimpleVQA needs data_prefix_3D (the folder of "
-                             "cached SlowFast features)")
 
     @staticmethod
     def feature_files(opt: Mapping[str, Any], record: VideoRecord) -> list[Path]:
@@ -179,7 +176,7 @@ class SimpleVQADataset(VideoQualityDataset):
         sample: dict[str, Any] = {}
         # decoded first: an undecodable video (which has no features either) is named as such
         video, index, frame_inds, _ = self.decode_views(record, rng)
-        if "simpleVQA" in self.sample_types:
+        if "simpleVQA" in self.sample_types and self.feature_root:
             n = self.sample_types["simpleVQA"]["clip_len"]
             sample["feat"] = load_clip_features(self.feature_root, record.feature_name or record.video_name,
                                                 self.feature_type, n)

@@ -37,6 +37,10 @@ IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1 / 255)
 # SimpleVQA as the reference did it: ImageNet statistics applied to 0-255 values (checkpoints trained so)
 IMAGENET_0_255 = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.0)
 
-SIMPLEVQA = {"imagenet": IMAGENET, "reference_0_255": IMAGENET_0_255}
+# SimpleVQA on a backbone trained on [-1, 1] inputs (TF/Inception-style: EfficientNet-Lite0), on [0, 1]
+INCEPTION = Normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1 / 255)
+
+# a SimpleVQA backbone's weight record (kvq.weights: mean, std) says which of these fits it
+SIMPLEVQA = {"imagenet": IMAGENET, "reference_0_255": IMAGENET_0_255, "inception": INCEPTION}
 # by the name a sample gives in sample["normalization"][view]
 NORMALIZATIONS = {"technical": TECHNICAL, "clip": CLIP, **SIMPLEVQA}

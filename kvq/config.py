@@ -96,13 +96,15 @@ DATA_ARGS = mapping(
         "anno_format": string("auto", "auto | kvq_csv | ksvqe | dover | unlabeled", nullable=False,
                               choices=["auto", "kvq_csv", "ksvqe", "dover", "unlabeled"]),
         "data_prefix": string("", "folder the annotation's file names are relative to", nullable=False),
-        "data_prefix_3D": string(None, "SimpleVQA: folder of cached SlowFast features (<video_name>/...)"),
+        "data_prefix_3D": string(None, "SimpleVQA: folder of cached SlowFast features (<video_name>/...); "
+                                 "null: none (for a backbone with motion_channels: 0)"),
         "feature_type": string("SlowFast", "SimpleVQA: Slow (2048) | Fast (256) | SlowFast (2304)",
                                choices=["Slow", "Fast", "SlowFast"], nullable=False),
-        "normalization": string("imagenet", "SimpleVQA: 'imagenet' (on [0,1], correct) or 'reference_0_255' "
+        "normalization": string("imagenet", "SimpleVQA: 'imagenet' (on [0,1], correct), 'reference_0_255' "
                                 "(the reference's, on 0-255 values; for checkpoints trained with it; the older "
-                                "name 'seed_0_255' is accepted)",
-                                choices=["imagenet", "reference_0_255", OLD_REFERENCE_NORMALIZATION],
+                                "name 'seed_0_255' is accepted) or 'inception' (mean = std = 0.5 on [0,1]); must "
+                                "fit the mean/std of the backbone's weight record (checked before any work)",
+                                choices=["imagenet", "reference_0_255", OLD_REFERENCE_NORMALIZATION, "inception"],
                                 nullable=False),
         "decoder": string("decord", "primary decoder: decord | pyav (the other one is the fallback)",
                           choices=["decord", "pyav"], nullable=False),

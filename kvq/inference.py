@@ -209,8 +209,10 @@ class SlowFastOptions:
 
 
 def needs_slowfast_features(spec: Mapping[str, Any]) -> bool:
-    """True when the data spec's dataset reads cached SlowFast features (SimpleVQA)."""
-    return issubclass(DATASETS.get(spec["type"]), SimpleVQADataset) and "simpleVQA" in spec["args"]["sample_types"]
+    """True when the data spec's dataset reads cached SlowFast features (SimpleVQA, unless its
+    data_prefix_3D is null: a backbone with motion_channels 0, e.g. the demo's)."""
+    return (issubclass(DATASETS.get(spec["type"]), SimpleVQADataset) and "simpleVQA" in spec["args"]["sample_types"]
+            and bool(spec["args"].get("data_prefix_3D")))
 
 
 def features_for_files(records: Sequence[VideoRecord], spec: Mapping[str, Any], options: SlowFastOptions,

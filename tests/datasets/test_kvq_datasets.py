@@ -143,3 +143,12 @@ def test_clip_inputs_normalise_uint8_views_as_the_samples_did(root: Path) -> Non
         s = build_dataset(simplevqa_spec(root, norm=norm))[1]
         got = clip_inputs(collate([s]), torch.device("cpu"))[0]["simpleVQA"]
         assert torch.equal(got, expected(s["simpleVQA"])[None]), norm
+
+
+def test_simplevqa_without_feature_folder_sends_no_features(root: Path) -> None:
+    """data_prefix_3D null: no SlowFast features read (a backbone with motion_channels: 0)."""
+    spec = simplevqa_spec(root, norm="inception")
+    spec["args"]["data_prefix_3D"] = None
+    s = build_dataset(spec)[0]
+    assert "feat" not in s and s["normalization"] == {"simpleVQA": "inception"}
+    assert s["simpleVQA"].shape == (3, 8, 112, 112)

@@ -39,25 +39,38 @@ def test_scripts_run_from_elsewhere(script: str, expected: str, fake_python: Pat
 
 @pytest.mark.parametrize("pretrained", ["0", "1"])
 def test_demo_script_modes(pretrained: str, fake_python: Path, tmp_path: Path) -> None:
-    """PRETRAINED=0 uses random networks; PRETRAINED=1 the pretrained ones, under demo_out/pretrained."""
+    """PRETRAINED=0: the EfficientNet-Lite0 config, no SlowFast features; PRETRAINED=1: the
+    pretrained ResNet-50 + Kinetics SlowFast config, under demo_out/pretrained."""
     env = {**os.environ, "PY": str(fake_python), "PRETRAINED": pretrained}
     subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=tmp_path, env=env, check=True,
                    capture_output=True, text=True, timeout=60)
     calls = (tmp_path / "calls.txt").read_text().splitlines()
-    slowfast = next(c for c in calls if "SlowFast_features.py" in c)
+    slowfast = [c for c in calls if "SlowFast_features.py" in c]
     train = next(c for c in calls if " train.py" in c)
     scoring = [c for c in calls if " test.py" in c]
     assert len(scoring) == 2 and any("metric_score.py" in c for c in calls)
     if pretrained == "1":
-        assert "--no_pretrained" not in slowfast and "demo_out/pretrained/feature" in slowfast
+        assert len(slowfast) == 1 and "--no_pretrained" not in slowfast[0]
+        assert "demo_out/pretrained/feature" in slowfast[0]
         for call in [train, *scoring]:
-            assert "model.args.simpleVQA.backbone.pretrained=true" in call
-            assert "data.test.args.data_prefix_3D=demo_out/pretrained/feature/demo" in call
-            assert "data.train.args.sample_types.simpleVQA.crop=224" in call
+            assert "-o config/demo_simpleVQA_pretrained.yml" in call
         assert "-r demo_out/pretrained/checkpoint" in train
     else:
-        assert "--no_pretrained" in slowfast and "--set" not in train
+        assert slowfast == []
+        for call in [train, *scoring]:
+            assert "-o config/demo_simpleVQA.yml" in call and "--set" not in call
         assert "-r demo_out/checkpoint" in train
+
+
+@pytest.mark.parametrize("config", ["config/demo_simpleVQA.yml", "config/demo_simpleVQA_pretrained.yml"])
+def test_demo_configs_follow_their_weight_records(config: str) -> None:
+    """Each demo config passes the load-time checks, and its views are normalised as its spatial
+    branch's weight record says (kvq.preflight.normalization_problems)."""
+    import datasets  # noqa: F401  (registers the datasets)
+    from kvq.config import load_config
+    from kvq.preflight import normalization_problems
+
+    assert normalization_problems(load_config(ROOT / config)) == []
 
 
 def test_demo_pretrained_without_weights_stops_naming_the_file(isolated_weight_dirs: Path) -> None:
