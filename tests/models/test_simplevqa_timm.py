@@ -134,7 +134,7 @@ def test_views_normalised_otherwise_than_the_weight_record_are_a_preflight_probl
     [problem] = normalization_problems(cfg("imagenet", {"pretrained": True, **LITE0}))
     assert "data.train.args.normalization is 'imagenet'" in problem and "normalization: inception" in problem
     assert normalization_problems(cfg("inception", {"pretrained": True, **LITE0})) == []
-    assert normalization_problems(cfg("seed_0_255", {"pretrained": True})) == []  # ResNet-50, ImageNet stats
+    assert normalization_problems(cfg("reference_0_255", {"pretrained": True})) == []  # ResNet-50, ImageNet stats
     assert normalization_problems(cfg("imagenet", {"pretrained": False, **LITE0})) == []  # random weights
 
 
