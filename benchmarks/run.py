@@ -29,6 +29,13 @@ Sections (--only, comma-separated):
   train     train.py with config/demo_simpleVQA.yml (data paths pointed at generated clips with
             random SlowFast features) on 1 process, and train_ddp.py under torchrun with 2 gloo
             processes: samples/s of the last epoch, scaling efficiency = DDP / (2 x 1 process)
+  reference the public reference repository (--reference DIR, a checkout of
+            github.com/lixinustc/KVQ-Challenge-CVPR-NTIRE2024) on the same clips, side by side with
+            ours: its KSVQE and SimpleVQA test views (its own Dataset classes, imported from DIR by
+            benchmarks/reference_views.py) and its SlowFast_features.py (random weights: a random
+            checkpoint in a private TORCH_HOME, --num_workers 0 as ours); ratio = reference / ours
+            (> 1: ours faster). Skipped, with the reason, without --reference or when DIR or
+            OpenCV is missing (--reference_python / --reference_pythonpath: see README: Benchmarks)
 
 Clips are H.264 (libx264 veryfast, CRF 23, yuv420p, 30 fps; testsrc2 with temporal noise) made with
 imageio-ffmpeg's ffmpeg and cached under --work (default benchmarks/.cache, git-ignored). Times
@@ -52,7 +59,7 @@ from typing import Any, Callable, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SECTIONS = ("startup", "decode", "views", "slowfast", "forward", "engine", "train")
+SECTIONS = ("startup", "decode", "views", "slowfast", "forward", "engine", "train", "reference")
 
 from kvq.cli import log_level, make_parser, setup_logging  # noqa: E402  (standard library only)
 
@@ -67,6 +74,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="folder for generated clips and run outputs (reused between runs)")
     p.add_argument("--json", type=Path, default=None, help="JSON summary (default <work>/results.json)")
     p.add_argument("--repeat", type=int, default=None, help="timed runs per measurement (best kept; default 3, quick 1)")
+    p.add_argument("--reference", type=Path, default=None, metavar="DIR",
+                   help="a checkout of the public reference repository: time its views and SlowFast_features.py")
+    p.add_argument("--reference_python", default=sys.executable,
+                   help="python that runs the reference (needs its extras, e.g. OpenCV; default: this one)")
+    p.add_argument("--reference_pythonpath", default="", metavar="DIRS",
+                   help="extra PYTHONPATH for the reference only (e.g. a pip --target folder with OpenCV)")
     return p.parse_args(argv)
 
 
@@ -139,7 +152,8 @@ QUICK_VIEW = "data.test.args.sample_types"
 QUICK = Plan(
     clips=(Clip(96, 160, 2), Clip(192, 320, 2)),
     slowfast_clips=(Clip(96, 160, 1), Clip(96, 160, 2)),
-    ksvqe_overrides=(f"{QUICK_VIEW}.technical.clip_len=4", f"{QUICK_VIEW}.technical.num_clips=1"),
+    ksvqe_overrides=(f"{QUICK_VIEW}.technical.clip_len=4", f"{QUICK_VIEW}.technical.num_clips=1",
+                     f"{QUICK_VIEW}.technical.aligned=4"),  # the reference asserts clip_len % aligned == 0
     simplevqa_overrides=(f"{QUICK_VIEW}.simpleVQA.clip_len=4", f"{QUICK_VIEW}.simpleVQA.t_frag=4",
                          f"{QUICK_VIEW}.simpleVQA.resize=72", f"{QUICK_VIEW}.simpleVQA.crop=64",
                          f"{QUICK_VIEW}.simpleVQA.frame_interval=2"),
@@ -220,7 +234,8 @@ def _hwm_mib(pid: int) -> int:
         return 0
 
 
-def run_measured(cmd: Sequence[str], log_file: Path, env: Optional[dict] = None) -> tuple[float, int]:
+def run_measured(cmd: Sequence[str], log_file: Path, env: Optional[dict] = None, cwd: Path = ROOT
+                 ) -> tuple[float, int]:
     """Run `cmd`; return (wall seconds, peak RSS in MiB of its largest process). The peak is each
     process's own high-water mark (VmHWM, sampled every 50 ms over the process tree): a forked
     child's ru_maxrss would include this benchmark's own memory at fork time."""
@@ -228,7 +243,7 @@ def run_measured(cmd: Sequence[str], log_file: Path, env: Optional[dict] = None)
     peaks: dict[int, int] = {}
     with open(log_file, "w") as log:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         while proc.poll() is None:
             for pid in _tree(proc.pid):
                 peaks[pid] = max(peaks.get(pid, 0), _hwm_mib(pid))
@@ -331,23 +346,117 @@ def _cycle(items: Sequence[Path]):
         yield from items
 
 
+def slowfast_command(clip: Clip, ctx: Context, script: Path, out: Path) -> list[str]:
+    """SlowFast_features.py (ours or the reference's `script`) on `clip`, one process, no workers."""
+    path = make_clip(clip, ctx.work / "clips")
+    csv = ctx.work / "slowfast" / f"{clip.name}.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    csv.write_text(f"filename\n{path.name}\n")
+    _remove_tree(out)
+    return [str(script), "--video_root", str(path.parent), "--video_csv", str(csv), "--feature_save_folder",
+            str(out), "--database", "bench", "--num_workers", "0"]
+
+
 def bench_slowfast(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for clip in ctx.plan.slowfast_clips:
         path = make_clip(clip, ctx.work / "clips")
-        csv = ctx.work / "slowfast" / f"{clip.name}.csv"
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        csv.write_text(f"filename\n{path.name}\n")
-        out = ctx.work / "slowfast" / f"out_{clip.name}"
-        _remove_tree(out)
-        cmd = [sys.executable, str(ROOT / "SlowFast_features.py"), "--video_root", str(path.parent),
-               "--video_csv", str(csv), "--feature_save_folder", str(out), "--database", "bench",
-               "--no_pretrained", "--num_workers", "0", "--gpu_ids", "cpu", "--no_progress"]
+        cmd = [sys.executable, *slowfast_command(clip, ctx, ROOT / "SlowFast_features.py",
+                                                 ctx.work / "slowfast" / f"out_{clip.name}"),
+               "--no_pretrained", "--gpu_ids", "cpu", "--no_progress"]
         seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"{clip.name}.log")
         info = video_info(path)
         rows.append({"video": path.name, "seconds": info["seconds"], "clips": max(1, info["frames"] // FPS),
                      "wall_s": seconds, "per_video_second_s": seconds / info["seconds"], "peak_rss_mib": rss})
     return rows
+
+
+REFERENCE_CONFIGS = {"KSVQE": "config/Kwai_KSVQE_test.yml", "SimpleVQA": "config/kwai_simpleVQA_test.yml"}
+
+
+def reference_env(args: argparse.Namespace, torch_home: Optional[Path] = None) -> dict[str, str]:
+    """The environment of the reference's processes: --reference_pythonpath first on PYTHONPATH."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (args.reference_pythonpath,
+                                                                   os.environ.get("PYTHONPATH", "")) if p)}
+    return {**env, "TORCH_HOME": str(torch_home)} if torch_home else env
+
+
+def reference_missing(args: argparse.Namespace) -> Optional[str]:
+    """Why the reference section cannot run (None: it can)."""
+    if args.reference is None:
+        return "no --reference DIR given (a checkout of github.com/lixinustc/KVQ-Challenge-CVPR-NTIRE2024)"
+    if not (args.reference / "datasets" / "fusion_datasets.py").is_file():
+        return f"--reference {args.reference}: not a checkout of the reference (no datasets/fusion_datasets.py)"
+    probe = subprocess.run([args.reference_python, "-c", "import cv2, decord, pytorchvideo"], cwd=args.reference,
+                           env=reference_env(args), capture_output=True, text=True)
+    if probe.returncode != 0:
+        return (f"{args.reference_python} cannot import the reference's needs (cv2, decord, pytorchvideo): "
+                f"{probe.stderr.strip().splitlines()[-1:]}; see README: Benchmarks")
+    return None
+
+
+def reference_view_seconds(args: argparse.Namespace, ctx: Context, model: str) -> dict[str, float]:
+    """{video file name: seconds} of the reference's test view of `model` (best of --repeat)."""
+    overrides = ctx.plan.ksvqe_overrides if model == "KSVQE" else ctx.plan.simplevqa_overrides
+    prefix = QUICK_VIEW + "."
+    sets = [a for o in overrides for a in ("--set", o[len(prefix):])]
+    cmd = [args.reference_python, str(ROOT / "benchmarks" / "reference_views.py"), "--config",
+           REFERENCE_CONFIGS[model], "--videos", *map(str, ctx.videos), "--features", str(ctx.work / "features"),
+           "--repeat", str(ctx.plan.repeat), *sets]
+    proc = subprocess.run(cmd, cwd=args.reference, env=reference_env(args), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the reference's {model} views failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"video"')]
+    return {r["video"]: r["view_s"] for r in rows}
+
+
+def random_reference_checkpoint(work: Path) -> Path:
+    """A TORCH_HOME whose hub cache holds a random-weights SLOWFAST_8x8_R50.pyth, so that the
+    reference's `slowfast_r50(pretrained=True)` loads it instead of downloading Kinetics weights."""
+    from pytorchvideo.models.hub import slowfast_r50
+
+    home = work / "reference_torch_home"
+    file = home / "hub" / "checkpoints" / "SLOWFAST_8x8_R50.pyth"
+    if not file.is_file():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save({"model_state": slowfast_r50(pretrained=False).state_dict()}, file)
+    return home
+
+
+def bench_reference(args: argparse.Namespace, ctx: Context, summary: dict[str, Any]) -> dict[str, Any]:
+    """The reference's views and SlowFast_features.py beside ours (measured in this run when their
+    sections did not run); ratio = reference / ours."""
+    why = reference_missing(args)
+    if why:
+        return {"skipped": why}
+    rows = []
+    ours_views = {(r["model"], r["video"]): r["view_s"] for r in summary.get("views", [])}
+    for model in REFERENCE_CONFIGS:
+        if not all((model, v.name) in ours_views for v in ctx.videos):
+            cfg = ctx.ksvqe if model == "KSVQE" else ctx.simplevqa
+            for path in ctx.videos:
+                data = dataset_for(cfg, [path])
+                ours_views[model, path.name] = best_time(lambda: data[0], ctx.plan.repeat)[0]
+        theirs = reference_view_seconds(args, ctx, model)
+        for path in ctx.videos:
+            rows.append({"measure": f"{model} test view, s/video", "video": path.name,
+                         "ours": ours_views[model, path.name], "reference": theirs[path.name]})
+    ours_sf = {r["video"]: r for r in summary.get("slowfast") or bench_slowfast(ctx)}
+    home = random_reference_checkpoint(ctx.work)
+    for clip in ctx.plan.slowfast_clips:
+        cmd = [args.reference_python, *slowfast_command(clip, ctx, args.reference / "SlowFast_features.py",
+                                                        ctx.work / "slowfast" / f"reference_out_{clip.name}")]
+        seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"reference_{clip.name}.log",
+                                    reference_env(args, home), cwd=args.reference)
+        ours = ours_sf[clip.name]
+        rows.append({"measure": "SlowFast_features.py, s/video", "video": clip.name, "ours": ours["wall_s"],
+                     "reference": seconds})
+        rows.append({"measure": "SlowFast_features.py, peak RSS MiB", "video": clip.name,
+                     "ours": float(ours["peak_rss_mib"]), "reference": float(rss)})
+    for r in rows:
+        r["ratio"] = r["reference"] / r["ours"]
+    return {"checkout": str(args.reference), "python": args.reference_python, "rows": rows}
 
 
 def _remove_tree(path: Path) -> None:
@@ -566,6 +675,15 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
     startup = summary.get("startup")
     if startup:
         out["help_at_most_1.5x_import_torch"] = max(r["help_ratio"] for r in startup["entries"]) <= 1.5
+    ref = summary.get("reference", {}).get("rows", [])
+    for measure, name in (("KSVQE test view", "ksvqe_views"), ("SimpleVQA test view", "simplevqa_view"),
+                          ("SlowFast_features.py, s/video", "slowfast_per_video")):
+        ratios = [r["ratio"] for r in ref if r["measure"].startswith(measure)]
+        if ratios:
+            out[f"{name}_at_least_2x_reference"] = min(ratios) >= 2
+    rss = [r for r in ref if r["measure"].endswith("peak RSS MiB")]
+    if rss:
+        out["slowfast_peak_rss_below_reference"] = all(r["ours"] < r["reference"] for r in rss)
     fwd = summary.get("forward", [])
     if fwd:
         out["bf16_channels_last_faster"] = all(r["speedup"] > 1 for r in fwd)
@@ -630,6 +748,14 @@ def main(args: argparse.Namespace) -> int:
         print(table(f"\n== training, {summary['train']['config']} ({summary['train']['train_videos']} videos; "
                     f"scaling efficiency {summary['train']['scaling_efficiency']:.2f})", rows,
                     ["run", "epochs", "epoch_s", "samples_per_s", "wall_s", "peak_rss_mib"]))
+    if "reference" in only:
+        summary["reference"] = bench_reference(args, ctx, summary)
+        if "skipped" in summary["reference"]:
+            print(f"\n== reference: skipped: {summary['reference']['skipped']}")
+        else:
+            print(table("\n== ours vs the reference repository, same clips (ratio = reference / ours: > 1 = ours "
+                        "faster or smaller)", summary["reference"]["rows"],
+                        ["measure", "video", "ours", "reference", "ratio"]))
     summary["targets"] = targets(summary)
     summary["total_s"] = time.perf_counter() - t_start
     out = args.json or work / "results.json"
