@@ -139,6 +139,22 @@ def decode_sequential(path: str, unique: np.ndarray, num_frames: int) -> np.ndar
     return np.stack([got[int(i)] for i in unique])
 
 
+def iter_frames(path: str) -> Iterator[np.ndarray]:
+    """Every frame in display order, uint8 [H, W, 3] RGB, from one PyAV decoding pass (FFmpeg
+    threads: `decoder_threads`); a `VideoDecodeError` when decoding fails part-way."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.thread_count = decoder_threads()
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+    except Exception as e:
+        raise VideoDecodeError(f"{path}: PyAV failed while decoding: {e}") from e
+
+
 def _check_file(path: str) -> None:
     p = Path(path)
     if not p.is_file():
