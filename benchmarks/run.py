@@ -17,7 +17,8 @@ Sections (--only, comma-separated):
             (config/kwai_simpleVQA_test.yml: 8 frames, 520 resize, 448 crop); ratio = bound / time
             (1.0 = as fast as decoding alone); and the DataLoader with 2 workers
   slowfast  SlowFast_features.py (random weights, --num_workers 0) on a 10 s and a 60 s clip: seconds
-            per video and per second of video, peak RSS of the process
+            per video and per second of video, peak RSS of the process; fp32 (the default) and, where
+            the CPU has native bf16, --amp bf16 with its largest feature difference to fp32
   forward   SimpleVQA and KSVQE (random weights) on those samples, fp32 and bf16 autocast with
             channels-last convolutions: seconds per video (first video, best of 2 calls so that
             one-time kernel set-up is not timed; 1 with --quick), max |score difference| over the videos
@@ -357,18 +358,42 @@ def slowfast_command(clip: Clip, ctx: Context, script: Path, out: Path) -> list[
             str(out), "--database", "bench", "--num_workers", "0"]
 
 
+def feature_arrays(folder: Path) -> np.ndarray:
+    """Every clip's slow and fast features of one video folder, concatenated: [clips * 2304]."""
+    return np.concatenate([np.load(folder / f"feature_{i}_{p}_feature.npy").ravel()
+                           for i in range(len(list(folder.glob("feature_*_slow_feature.npy"))))
+                           for p in ("slow", "fast")])
+
+
 def bench_slowfast(ctx: Context) -> list[dict[str, Any]]:
+    """Ours in fp32 (the default) and, where the CPU has native bf16, with --amp bf16 (with the
+    largest feature difference to fp32)."""
     rows = []
+    amps = ("off", "bf16") if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ("off",)
     for clip in ctx.plan.slowfast_clips:
         path = make_clip(clip, ctx.work / "clips")
-        cmd = [sys.executable, *slowfast_command(clip, ctx, ROOT / "SlowFast_features.py",
-                                                 ctx.work / "slowfast" / f"out_{clip.name}"),
-               "--no_pretrained", "--gpu_ids", "cpu", "--no_progress"]
-        seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"{clip.name}.log")
         info = video_info(path)
-        rows.append({"video": path.name, "seconds": info["seconds"], "clips": max(1, info["frames"] // FPS),
-                     "wall_s": seconds, "per_video_second_s": seconds / info["seconds"], "peak_rss_mib": rss})
+        for amp in amps:
+            out = ctx.work / "slowfast" / f"out_{amp}_{clip.name}"
+            cmd = [sys.executable, *slowfast_command(clip, ctx, ROOT / "SlowFast_features.py", out),
+                   "--no_pretrained", "--gpu_ids", "cpu", "--no_progress", "--amp", amp]
+            seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"{amp}_{clip.name}.log")
+            row = {"video": path.name, "amp": amp, "seconds": info["seconds"], "clips": max(1, info["frames"] // FPS),
+                   "wall_s": seconds, "per_video_second_s": seconds / info["seconds"], "peak_rss_mib": rss}
+            if amp != "off":
+                ref = feature_arrays(ctx.work / "slowfast" / f"out_off_{clip.name}" / "bench" / path.name)
+                got = feature_arrays(out / "bench" / path.name)
+                row["max_abs_feature_diff"] = float(np.abs(got - ref).max())
+                row["max_abs_feature"] = float(np.abs(ref).max())
+            rows.append(row)
     return rows
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir():
+        for child in sorted(path.rglob("*"), reverse=True):
+            child.rmdir() if child.is_dir() else child.unlink()
+        path.rmdir()
 
 
 REFERENCE_CONFIGS = {"KSVQE": "config/Kwai_KSVQE_test.yml", "SimpleVQA": "config/kwai_simpleVQA_test.yml"}
@@ -442,18 +467,20 @@ def bench_reference(args: argparse.Namespace, ctx: Context, summary: dict[str, A
         for path in ctx.videos:
             rows.append({"measure": f"{model} test view, s/video", "video": path.name,
                          "ours": ours_views[model, path.name], "reference": theirs[path.name]})
-    ours_sf = {r["video"]: r for r in summary.get("slowfast") or bench_slowfast(ctx)}
+    ours_sf = {(r["video"], r["amp"]): r for r in summary.get("slowfast") or bench_slowfast(ctx)}
     home = random_reference_checkpoint(ctx.work)
     for clip in ctx.plan.slowfast_clips:
         cmd = [args.reference_python, *slowfast_command(clip, ctx, args.reference / "SlowFast_features.py",
                                                         ctx.work / "slowfast" / f"reference_out_{clip.name}")]
         seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"reference_{clip.name}.log",
                                     reference_env(args, home), cwd=args.reference)
-        ours = ours_sf[clip.name]
-        rows.append({"measure": "SlowFast_features.py, s/video", "video": clip.name, "ours": ours["wall_s"],
-                     "reference": seconds})
-        rows.append({"measure": "SlowFast_features.py, peak RSS MiB", "video": clip.name,
-                     "ours": float(ours["peak_rss_mib"]), "reference": float(rss)})
+        for (video, amp), ours in ours_sf.items():
+            if video == clip.name:
+                variant = "" if amp == "off" else f" (ours --amp {amp})"
+                rows.append({"measure": f"SlowFast_features.py, s/video{variant}", "video": clip.name,
+                             "ours": ours["wall_s"], "reference": seconds})
+                rows.append({"measure": f"SlowFast_features.py, peak RSS MiB{variant}", "video": clip.name,
+                             "ours": float(ours["peak_rss_mib"]), "reference": float(rss)})
     for r in rows:
         r["ratio"] = r["reference"] / r["ours"]
     return {"checkout": str(args.reference), "python": args.reference_python, "rows": rows}
@@ -669,21 +696,26 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
     views = [r for r in summary.get("views", []) if "ratio_to_bound" in r]
     if views:
         out["views_at_least_60pct_of_decode_bound"] = min(r["ratio_to_bound"] for r in views) >= 0.6
-    sf = summary.get("slowfast", [])
+    sf = [r for r in summary.get("slowfast", []) if r["amp"] == "off"]
     if len(sf) >= 2:
         out["slowfast_rss_growth_mib"] = sf[-1]["peak_rss_mib"] - sf[0]["peak_rss_mib"]
     startup = summary.get("startup")
     if startup:
         out["help_at_most_1.5x_import_torch"] = max(r["help_ratio"] for r in startup["entries"]) <= 1.5
     ref = summary.get("reference", {}).get("rows", [])
-    for measure, name in (("KSVQE test view", "ksvqe_views"), ("SimpleVQA test view", "simplevqa_view"),
-                          ("SlowFast_features.py, s/video", "slowfast_per_video")):
-        ratios = [r["ratio"] for r in ref if r["measure"].startswith(measure)]
+    for measure, name in (("KSVQE test view, s/video", "ksvqe_views"), ("SimpleVQA test view, s/video",
+                                                                        "simplevqa_view"),
+                          ("SlowFast_features.py, s/video", "slowfast_per_video"),
+                          ("SlowFast_features.py, s/video (ours --amp bf16)", "slowfast_per_video_amp_bf16")):
+        ratios = [r["ratio"] for r in ref if r["measure"] == measure]
         if ratios:
             out[f"{name}_at_least_2x_reference"] = min(ratios) >= 2
-    rss = [r for r in ref if r["measure"].endswith("peak RSS MiB")]
-    if rss:
-        out["slowfast_peak_rss_below_reference"] = all(r["ours"] < r["reference"] for r in rss)
+    for measure, name in (("SlowFast_features.py, peak RSS MiB", "slowfast_peak_rss_below_reference"),
+                          ("SlowFast_features.py, peak RSS MiB (ours --amp bf16)",
+                           "slowfast_amp_bf16_peak_rss_below_reference")):
+        rss = [r for r in ref if r["measure"] == measure]
+        if rss:
+            out[name] = all(r["ours"] < r["reference"] for r in rss)
     fwd = summary.get("forward", [])
     if fwd:
         out["bf16_channels_last_faster"] = all(r["speedup"] > 1 for r in fwd)
@@ -731,8 +763,9 @@ def main(args: argparse.Namespace) -> int:
                                        "ratio_to_bound"]))
     if "slowfast" in only:
         summary["slowfast"] = bench_slowfast(ctx)
-        print(table("\n== SlowFast_features.py (random weights, 1 process)", summary["slowfast"],
-                    ["video", "seconds", "clips", "wall_s", "per_video_second_s", "peak_rss_mib"]))
+        print(table("\n== SlowFast_features.py (random weights, 1 process; amp bf16 where the CPU has native bf16)",
+                    summary["slowfast"], ["video", "amp", "seconds", "clips", "wall_s", "per_video_second_s",
+                                          "peak_rss_mib", "max_abs_feature_diff", "max_abs_feature"]))
     if "forward" in only:
         summary["forward"] = bench_forward(ctx)
         print(table("\n== model forward per video (random weights, test views)", summary["forward"],

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from datasets.decoding import VideoDecodeError, VideoReader, iter_frames
+from kvq.device import autocast, check_amp, to_channels_last
 from kvq.io import atomic_open, atomic_write_text
 from models.slowfast import CLIP_FRAMES, SlowFastExtractor, preprocess_frames
 
@@ -202,12 +203,14 @@ def save_video_features(out_dir: Path, name: str, plan: ClipPlan, slow: dict[int
 
 
 def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, model: SlowFastExtractor,
-                     device: torch.device, size: int = 224, batch_clips: int = 4, num_workers: int = 0,
-                     decoder: str = "decord", progress: bool = True, keep_unrecorded: bool = False
-                     ) -> dict[str, str]:
+                     device: torch.device, size: int = 224, batch_clips: int = 2, num_workers: int = 0,
+                     decoder: str = "decord", progress: bool = True, keep_unrecorded: bool = False,
+                     amp: str = "off") -> dict[str, str]:
     """Extract features of (video_name, path) pairs not done yet (`feature_status`; folders
     without a record of their video kept with keep_unrecorded, else extracted again); returns
-    {video: error}."""
+    {video: error}. amp "bf16": the network under bf16 autocast with channels-last 3-D
+    convolutions (faster on CPUs with AVX512-BF16/AMX and on GPUs; features differ from fp32
+    ones, see README: Benchmarks), "off": fp32, the reference's values."""
     out_dir = Path(out_dir)
     status = {n: feature_status(out_dir, n, p) for n, p in videos}
     kept = [n for n, s in status.items() if s == UNRECORDED] if keep_unrecorded else []
@@ -227,6 +230,9 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
         return errors
     stamps = {n: video_stamp(p) for n, p in todo}
     model.eval().to(device)
+    check_amp(device, amp)
+    if amp != "off":
+        to_channels_last(model)
     loader = DataLoader(ClipStream(todo, size, decoder), batch_size=None, num_workers=num_workers,
                         worker_init_fn=single_thread)
     pending: dict[str, tuple[ClipPlan, dict, dict]] = {}
@@ -234,9 +240,9 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
     bar = tqdm(total=len(todo), desc="SlowFast features", unit="video", disable=not progress, dynamic_ncols=True)
 
     def run_batch() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(device, amp):
             slow, fast = model(torch.stack([b["x"] for b in batch]).to(device))
-        for b, s, f in zip(batch, slow.cpu().numpy(), fast.cpu().numpy()):
+        for b, s, f in zip(batch, slow.float().cpu().numpy(), fast.float().cpu().numpy()):
             plan, slows, fasts = pending.setdefault(b["video"], (b["plan"], {}, {}))
             slows[b["clip"]], fasts[b["clip"]] = s[None], f[None]
             if len(slows) == plan.n_unique:
