@@ -187,3 +187,16 @@ def test_clips_past_a_failed_pass_are_read_one_by_one(tmp_path: Path, monkeypatc
     assert [it["clip"] for it in items] == list(range(plan.n_unique))
     for it in items:
         assert torch.equal(it["x"], ClipStream([], size=32).seeking_clip(reader, plan, it["clip"]))
+
+
+def test_amp_bf16_features_are_close_to_fp32(videos: Path, tmp_path: Path) -> None:
+    """--amp bf16 (off by default) writes the same files, with features near the fp32 ones."""
+    assert run(videos, tmp_path / "fp32") == 0
+    assert SlowFast_features.main(["--video_root", str(videos), "--video_csv", str(videos / "list.csv"),
+                                   "--feature_save_folder", str(tmp_path / "bf16"), "--database", "db",
+                                   "--no_pretrained", "--num_workers", "0", "--gpu_ids", "cpu", "--no_progress",
+                                   "--amp", "bf16"]) == 0
+    for f in sorted((tmp_path / "fp32" / "db" / "a.mp4").glob("*.npy")):
+        a, b = np.load(f), np.load(tmp_path / "bf16" / "db" / "a.mp4" / f.name)
+        assert b.dtype == np.float32 and b.shape == a.shape
+        np.testing.assert_allclose(b, a, atol=0.05 * np.abs(a).max())
