@@ -17,7 +17,8 @@ Sections (--only, comma-separated):
             (config/kwai_simpleVQA_test.yml: 8 frames, 520 resize, 448 crop); ratio = bound / time
             (1.0 = as fast as decoding alone); and the DataLoader with 2 workers
   slowfast  SlowFast_features.py (random weights, --num_workers 0) on a 10 s and a 60 s clip: seconds
-            per video and per second of video, peak RSS of the process
+            per video and per second of video, peak RSS of the process; fp32 (the default) and, where
+            the CPU has native bf16, --amp bf16 with its largest feature difference to fp32
   forward   SimpleVQA and KSVQE (random weights) on those samples, fp32 and bf16 autocast with
             channels-last convolutions: seconds per video (first video, best of 2 calls so that
             one-time kernel set-up is not timed; 1 with --quick), max |score difference| over the videos
@@ -29,6 +30,13 @@ Sections (--only, comma-separated):
   train     train.py with config/demo_simpleVQA.yml (data paths pointed at generated clips with
             random SlowFast features) on 1 process, and train_ddp.py under torchrun with 2 gloo
             processes: samples/s of the last epoch, scaling efficiency = DDP / (2 x 1 process)
+  reference the public reference repository (--reference DIR, a checkout of
+            github.com/lixinustc/KVQ-Challenge-CVPR-NTIRE2024) on the same clips, side by side with
+            ours: its KSVQE and SimpleVQA test views (its own Dataset classes, imported from DIR by
+            benchmarks/reference_views.py) and its SlowFast_features.py (random weights: a random
+            checkpoint in a private TORCH_HOME, --num_workers 0 as ours); ratio = reference / ours
+            (> 1: ours faster). Skipped, with the reason, without --reference or when DIR or
+            OpenCV is missing (--reference_python / --reference_pythonpath: see README: Benchmarks)
 
 Clips are H.264 (libx264 veryfast, CRF 23, yuv420p, 30 fps; testsrc2 with temporal noise) made with
 imageio-ffmpeg's ffmpeg and cached under --work (default benchmarks/.cache, git-ignored). Times
@@ -52,7 +60,7 @@ from typing import Any, Callable, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SECTIONS = ("startup", "decode", "views", "slowfast", "forward", "engine", "train")
+SECTIONS = ("startup", "decode", "views", "slowfast", "forward", "engine", "train", "reference")
 
 from kvq.cli import log_level, make_parser, setup_logging  # noqa: E402  (standard library only)
 
@@ -67,6 +75,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="folder for generated clips and run outputs (reused between runs)")
     p.add_argument("--json", type=Path, default=None, help="JSON summary (default <work>/results.json)")
     p.add_argument("--repeat", type=int, default=None, help="timed runs per measurement (best kept; default 3, quick 1)")
+    p.add_argument("--reference", type=Path, default=None, metavar="DIR",
+                   help="a checkout of the public reference repository: time its views and SlowFast_features.py")
+    p.add_argument("--reference_python", default=sys.executable,
+                   help="python that runs the reference (needs its extras, e.g. OpenCV; default: this one)")
+    p.add_argument("--reference_pythonpath", default="", metavar="DIRS",
+                   help="extra PYTHONPATH for the reference only (e.g. a pip --target folder with OpenCV)")
     return p.parse_args(argv)
 
 
@@ -139,7 +153,8 @@ QUICK_VIEW = "data.test.args.sample_types"
 QUICK = Plan(
     clips=(Clip(96, 160, 2), Clip(192, 320, 2)),
     slowfast_clips=(Clip(96, 160, 1), Clip(96, 160, 2)),
-    ksvqe_overrides=(f"{QUICK_VIEW}.technical.clip_len=4", f"{QUICK_VIEW}.technical.num_clips=1"),
+    ksvqe_overrides=(f"{QUICK_VIEW}.technical.clip_len=4", f"{QUICK_VIEW}.technical.num_clips=1",
+                     f"{QUICK_VIEW}.technical.aligned=4"),  # the reference asserts clip_len % aligned == 0
     simplevqa_overrides=(f"{QUICK_VIEW}.simpleVQA.clip_len=4", f"{QUICK_VIEW}.simpleVQA.t_frag=4",
                          f"{QUICK_VIEW}.simpleVQA.resize=72", f"{QUICK_VIEW}.simpleVQA.crop=64",
                          f"{QUICK_VIEW}.simpleVQA.frame_interval=2"),
@@ -220,7 +235,8 @@ def _hwm_mib(pid: int) -> int:
         return 0
 
 
-def run_measured(cmd: Sequence[str], log_file: Path, env: Optional[dict] = None) -> tuple[float, int]:
+def run_measured(cmd: Sequence[str], log_file: Path, env: Optional[dict] = None, cwd: Path = ROOT
+                 ) -> tuple[float, int]:
     """Run `cmd`; return (wall seconds, peak RSS in MiB of its largest process). The peak is each
     process's own high-water mark (VmHWM, sampled every 50 ms over the process tree): a forked
     child's ru_maxrss would include this benchmark's own memory at fork time."""
@@ -228,7 +244,7 @@ def run_measured(cmd: Sequence[str], log_file: Path, env: Optional[dict] = None)
     peaks: dict[int, int] = {}
     with open(log_file, "w") as log:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         while proc.poll() is None:
             for pid in _tree(proc.pid):
                 peaks[pid] = max(peaks.get(pid, 0), _hwm_mib(pid))
@@ -331,23 +347,143 @@ def _cycle(items: Sequence[Path]):
         yield from items
 
 
+def slowfast_command(clip: Clip, ctx: Context, script: Path, out: Path) -> list[str]:
+    """SlowFast_features.py (ours or the reference's `script`) on `clip`, one process, no workers."""
+    path = make_clip(clip, ctx.work / "clips")
+    csv = ctx.work / "slowfast" / f"{clip.name}.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    csv.write_text(f"filename\n{path.name}\n")
+    _remove_tree(out)
+    return [str(script), "--video_root", str(path.parent), "--video_csv", str(csv), "--feature_save_folder",
+            str(out), "--database", "bench", "--num_workers", "0"]
+
+
+def feature_arrays(folder: Path) -> np.ndarray:
+    """Every clip's slow and fast features of one video folder, concatenated: [clips * 2304]."""
+    return np.concatenate([np.load(folder / f"feature_{i}_{p}_feature.npy").ravel()
+                           for i in range(len(list(folder.glob("feature_*_slow_feature.npy"))))
+                           for p in ("slow", "fast")])
+
+
 def bench_slowfast(ctx: Context) -> list[dict[str, Any]]:
+    """Ours in fp32 (the default) and, where the CPU has native bf16, with --amp bf16 (with the
+    largest feature difference to fp32)."""
     rows = []
+    amps = ("off", "bf16") if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ("off",)
     for clip in ctx.plan.slowfast_clips:
         path = make_clip(clip, ctx.work / "clips")
-        csv = ctx.work / "slowfast" / f"{clip.name}.csv"
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        csv.write_text(f"filename\n{path.name}\n")
-        out = ctx.work / "slowfast" / f"out_{clip.name}"
-        _remove_tree(out)
-        cmd = [sys.executable, str(ROOT / "SlowFast_features.py"), "--video_root", str(path.parent),
-               "--video_csv", str(csv), "--feature_save_folder", str(out), "--database", "bench",
-               "--no_pretrained", "--num_workers", "0", "--gpu_ids", "cpu", "--no_progress"]
-        seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"{clip.name}.log")
         info = video_info(path)
-        rows.append({"video": path.name, "seconds": info["seconds"], "clips": max(1, info["frames"] // FPS),
-                     "wall_s": seconds, "per_video_second_s": seconds / info["seconds"], "peak_rss_mib": rss})
+        for amp in amps:
+            out = ctx.work / "slowfast" / f"out_{amp}_{clip.name}"
+            cmd = [sys.executable, *slowfast_command(clip, ctx, ROOT / "SlowFast_features.py", out),
+                   "--no_pretrained", "--gpu_ids", "cpu", "--no_progress", "--amp", amp]
+            seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"{amp}_{clip.name}.log")
+            row = {"video": path.name, "amp": amp, "seconds": info["seconds"], "clips": max(1, info["frames"] // FPS),
+                   "wall_s": seconds, "per_video_second_s": seconds / info["seconds"], "peak_rss_mib": rss}
+            if amp != "off":
+                ref = feature_arrays(ctx.work / "slowfast" / f"out_off_{clip.name}" / "bench" / path.name)
+                got = feature_arrays(out / "bench" / path.name)
+                row["max_abs_feature_diff"] = float(np.abs(got - ref).max())
+                row["max_abs_feature"] = float(np.abs(ref).max())
+            rows.append(row)
     return rows
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir():
+        for child in sorted(path.rglob("*"), reverse=True):
+            child.rmdir() if child.is_dir() else child.unlink()
+        path.rmdir()
+
+
+REFERENCE_CONFIGS = {"KSVQE": "config/Kwai_KSVQE_test.yml", "SimpleVQA": "config/kwai_simpleVQA_test.yml"}
+
+
+def reference_env(args: argparse.Namespace, torch_home: Optional[Path] = None) -> dict[str, str]:
+    """The environment of the reference's processes: --reference_pythonpath first on PYTHONPATH."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (args.reference_pythonpath,
+                                                                   os.environ.get("PYTHONPATH", "")) if p)}
+    return {**env, "TORCH_HOME": str(torch_home)} if torch_home else env
+
+
+def reference_missing(args: argparse.Namespace) -> Optional[str]:
+    """Why the reference section cannot run (None: it can)."""
+    if args.reference is None:
+        return "no --reference DIR given (a checkout of github.com/lixinustc/KVQ-Challenge-CVPR-NTIRE2024)"
+    if not (args.reference / "datasets" / "fusion_datasets.py").is_file():
+        return f"--reference {args.reference}: not a checkout of the reference (no datasets/fusion_datasets.py)"
+    probe = subprocess.run([args.reference_python, "-c", "import cv2, decord, pytorchvideo"], cwd=args.reference,
+                           env=reference_env(args), capture_output=True, text=True)
+    if probe.returncode != 0:
+        return (f"{args.reference_python} cannot import the reference's needs (cv2, decord, pytorchvideo): "
+                f"{probe.stderr.strip().splitlines()[-1:]}; see README: Benchmarks")
+    return None
+
+
+def reference_view_seconds(args: argparse.Namespace, ctx: Context, model: str) -> dict[str, float]:
+    """{video file name: seconds} of the reference's test view of `model` (best of --repeat)."""
+    overrides = ctx.plan.ksvqe_overrides if model == "KSVQE" else ctx.plan.simplevqa_overrides
+    prefix = QUICK_VIEW + "."
+    sets = [a for o in overrides for a in ("--set", o[len(prefix):])]
+    cmd = [args.reference_python, str(ROOT / "benchmarks" / "reference_views.py"), "--config",
+           REFERENCE_CONFIGS[model], "--videos", *map(str, ctx.videos), "--features", str(ctx.work / "features"),
+           "--repeat", str(ctx.plan.repeat), *sets]
+    proc = subprocess.run(cmd, cwd=args.reference, env=reference_env(args), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the reference's {model} views failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"video"')]
+    return {r["video"]: r["view_s"] for r in rows}
+
+
+def random_reference_checkpoint(work: Path) -> Path:
+    """A TORCH_HOME whose hub cache holds a random-weights SLOWFAST_8x8_R50.pyth, so that the
+    reference's `slowfast_r50(pretrained=True)` loads it instead of downloading Kinetics weights."""
+    from pytorchvideo.models.hub import slowfast_r50
+
+    home = work / "reference_torch_home"
+    file = home / "hub" / "checkpoints" / "SLOWFAST_8x8_R50.pyth"
+    if not file.is_file():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save({"model_state": slowfast_r50(pretrained=False).state_dict()}, file)
+    return home
+
+
+def bench_reference(args: argparse.Namespace, ctx: Context, summary: dict[str, Any]) -> dict[str, Any]:
+    """The reference's views and SlowFast_features.py beside ours (measured in this run when their
+    sections did not run); ratio = reference / ours."""
+    why = reference_missing(args)
+    if why:
+        return {"skipped": why}
+    rows = []
+    ours_views = {(r["model"], r["video"]): r["view_s"] for r in summary.get("views", [])}
+    for model in REFERENCE_CONFIGS:
+        if not all((model, v.name) in ours_views for v in ctx.videos):
+            cfg = ctx.ksvqe if model == "KSVQE" else ctx.simplevqa
+            for path in ctx.videos:
+                data = dataset_for(cfg, [path])
+                ours_views[model, path.name] = best_time(lambda: data[0], ctx.plan.repeat)[0]
+        theirs = reference_view_seconds(args, ctx, model)
+        for path in ctx.videos:
+            rows.append({"measure": f"{model} test view, s/video", "video": path.name,
+                         "ours": ours_views[model, path.name], "reference": theirs[path.name]})
+    ours_sf = {(r["video"], r["amp"]): r for r in summary.get("slowfast") or bench_slowfast(ctx)}
+    home = random_reference_checkpoint(ctx.work)
+    for clip in ctx.plan.slowfast_clips:
+        cmd = [args.reference_python, *slowfast_command(clip, ctx, args.reference / "SlowFast_features.py",
+                                                        ctx.work / "slowfast" / f"reference_out_{clip.name}")]
+        seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"reference_{clip.name}.log",
+                                    reference_env(args, home), cwd=args.reference)
+        for (video, amp), ours in ours_sf.items():
+            if video == clip.name:
+                variant = "" if amp == "off" else f" (ours --amp {amp})"
+                rows.append({"measure": f"SlowFast_features.py, s/video{variant}", "video": clip.name,
+                             "ours": ours["wall_s"], "reference": seconds})
+                rows.append({"measure": f"SlowFast_features.py, peak RSS MiB{variant}", "video": clip.name,
+                             "ours": float(ours["peak_rss_mib"]), "reference": float(rss)})
+    for r in rows:
+        r["ratio"] = r["reference"] / r["ours"]
+    return {"checkout": str(args.reference), "python": args.reference_python, "rows": rows}
 
 
 def _remove_tree(path: Path) -> None:
@@ -560,12 +696,26 @@ def targets(summary: dict[str, Any]) -> dict[str, Any]:
     views = [r for r in summary.get("views", []) if "ratio_to_bound" in r]
     if views:
         out["views_at_least_60pct_of_decode_bound"] = min(r["ratio_to_bound"] for r in views) >= 0.6
-    sf = summary.get("slowfast", [])
+    sf = [r for r in summary.get("slowfast", []) if r["amp"] == "off"]
     if len(sf) >= 2:
         out["slowfast_rss_growth_mib"] = sf[-1]["peak_rss_mib"] - sf[0]["peak_rss_mib"]
     startup = summary.get("startup")
     if startup:
         out["help_at_most_1.5x_import_torch"] = max(r["help_ratio"] for r in startup["entries"]) <= 1.5
+    ref = summary.get("reference", {}).get("rows", [])
+    for measure, name in (("KSVQE test view, s/video", "ksvqe_views"), ("SimpleVQA test view, s/video",
+                                                                        "simplevqa_view"),
+                          ("SlowFast_features.py, s/video", "slowfast_per_video"),
+                          ("SlowFast_features.py, s/video (ours --amp bf16)", "slowfast_per_video_amp_bf16")):
+        ratios = [r["ratio"] for r in ref if r["measure"] == measure]
+        if ratios:
+            out[f"{name}_at_least_2x_reference"] = min(ratios) >= 2
+    for measure, name in (("SlowFast_features.py, peak RSS MiB", "slowfast_peak_rss_below_reference"),
+                          ("SlowFast_features.py, peak RSS MiB (ours --amp bf16)",
+                           "slowfast_amp_bf16_peak_rss_below_reference")):
+        rss = [r for r in ref if r["measure"] == measure]
+        if rss:
+            out[name] = all(r["ours"] < r["reference"] for r in rss)
     fwd = summary.get("forward", [])
     if fwd:
         out["bf16_channels_last_faster"] = all(r["speedup"] > 1 for r in fwd)
@@ -613,8 +763,9 @@ def main(args: argparse.Namespace) -> int:
                                        "ratio_to_bound"]))
     if "slowfast" in only:
         summary["slowfast"] = bench_slowfast(ctx)
-        print(table("\n== SlowFast_features.py (random weights, 1 process)", summary["slowfast"],
-                    ["video", "seconds", "clips", "wall_s", "per_video_second_s", "peak_rss_mib"]))
+        print(table("\n== SlowFast_features.py (random weights, 1 process; amp bf16 where the CPU has native bf16)",
+                    summary["slowfast"], ["video", "amp", "seconds", "clips", "wall_s", "per_video_second_s",
+                                          "peak_rss_mib", "max_abs_feature_diff", "max_abs_feature"]))
     if "forward" in only:
         summary["forward"] = bench_forward(ctx)
         print(table("\n== model forward per video (random weights, test views)", summary["forward"],
@@ -630,6 +781,14 @@ def main(args: argparse.Namespace) -> int:
         print(table(f"\n== training, {summary['train']['config']} ({summary['train']['train_videos']} videos; "
                     f"scaling efficiency {summary['train']['scaling_efficiency']:.2f})", rows,
                     ["run", "epochs", "epoch_s", "samples_per_s", "wall_s", "peak_rss_mib"]))
+    if "reference" in only:
+        summary["reference"] = bench_reference(args, ctx, summary)
+        if "skipped" in summary["reference"]:
+            print(f"\n== reference: skipped: {summary['reference']['skipped']}")
+        else:
+            print(table("\n== ours vs the reference repository, same clips (ratio = reference / ours: > 1 = ours "
+                        "faster or smaller)", summary["reference"]["rows"],
+                        ["measure", "video", "ours", "reference", "ratio"]))
     summary["targets"] = targets(summary)
     summary["total_s"] = time.perf_counter() - t_start
     out = args.json or work / "results.json"

@@ -49,7 +49,10 @@ def autocast(device: torch.device, amp: str):
 
 def check_amp(device: torch.device, amp: str) -> None:
     """Warn when `amp: bf16` runs on a GPU without native bf16 (compute capability below 8.0,
-    e.g. V100, T4): it is emulated there, slower than fp16 or fp32."""
+    e.g. V100, T4) or a CPU without it (no AVX512-BF16 / AMX): it is emulated there, slower than
+    fp16 or fp32."""
+    if amp == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        log.warning("amp: bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): it is emulated and slow")
     if amp == "bf16" and device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
         major, minor = torch.cuda.get_device_capability(device)
         log.warning("amp: bf16 on %s (compute capability %d.%d) has no native bf16: it is emulated and slow; "

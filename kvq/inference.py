@@ -198,7 +198,7 @@ class SlowFastOptions:
     weights: Optional[str] = None
     seed: int = 0
     cache_dir: Optional[str | Path] = None
-    batch_clips: int = 4
+    batch_clips: int = 2
     num_workers: int = 0
 
     def folder(self) -> Path:

@@ -12,8 +12,11 @@ record (made by the reference code, or markers of older versions) cannot be chec
 `--videos`/API cache extracts them again; `SlowFast_features.py` keeps them (`keep_unrecorded`)
 with a warning, so resuming over reference features does not redo hours of work.
 
-Videos are decoded clip by clip in `num_workers` processes; clips of any videos are batched
-through the network; nothing holds a whole decoded video.
+Videos are decoded in `num_workers` processes, each in one sequential pass (`iter_frames`) in which
+every frame is decoded and resized once, also where clips overlap; a clip is handed on as soon as
+its last frame is decoded and frames no later clip needs are dropped, so memory stays flat with the
+video's length. When that pass fails, the remaining clips are read clip by clip with the video
+reader (decord, PyAV as its fallback). Clips of any videos are batched through the network.
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from datasets.decoding import VideoDecodeError, VideoReader
+from datasets.decoding import VideoDecodeError, VideoReader, iter_frames
+from kvq.device import autocast, check_amp, to_channels_last
 from kvq.io import atomic_open, atomic_write_text
 from models.slowfast import CLIP_FRAMES, SlowFastExtractor, preprocess_frames
 
@@ -133,11 +137,41 @@ class ClipStream(IterableDataset):
             try:
                 reader = VideoReader(path, self.decoder)
                 plan = plan_clips(reader.num_frames, reader.fps())
-                for i in range(plan.n_unique):
-                    frames = reader.read(plan.frames(i))
-                    yield {"video": name, "clip": i, "plan": plan, "x": preprocess_frames(frames, self.size)}
+                done = 0
+                for done, x in enumerate(self.sequential_clips(path, plan), 1):
+                    yield {"video": name, "clip": done - 1, "plan": plan, "x": x}
+                for i in range(done, plan.n_unique):
+                    yield {"video": name, "clip": i, "plan": plan, "x": self.seeking_clip(reader, plan, i)}
             except VideoDecodeError as e:
                 yield {"video": name, "error": str(e)}
+
+    def seeking_clip(self, reader: VideoReader, plan: ClipPlan, i: int) -> torch.Tensor:
+        """Clip i read on its own: float [3, 32, S, S]."""
+        return preprocess_frames(reader.read(plan.frames(i)), self.size)
+
+    def sequential_clips(self, path: str, plan: ClipPlan) -> Iterator[torch.Tensor]:
+        """Clips 0, 1, ... float [3, 32, S, S] from one decoding pass, each frame resized once
+        (the same values as `seeking_clip`). Stops early (the caller reads the rest) when the
+        pass fails or ends before the frames the reader counted."""
+        needed = {int(k) for i in range(plan.n_unique) for k in plan.frames(i)}
+        kept: dict[int, torch.Tensor] = {}  # frame number -> [3, 1, S, S]
+        clip = 0
+        try:
+            for k, frame in enumerate(iter_frames(path)):
+                if k in needed:
+                    kept[k] = preprocess_frames(frame[None], self.size)
+                while clip < plan.n_unique and int(plan.frames(clip)[-1]) <= k:
+                    yield torch.cat([kept[int(f)] for f in plan.frames(clip)], dim=1)
+                    clip += 1
+                    first = int(plan.frames(clip)[0]) if clip < plan.n_unique else plan.num_frames
+                    kept = {f: v for f, v in kept.items() if f >= first}
+                if clip == plan.n_unique:
+                    return
+        except VideoDecodeError as e:
+            log.warning("%s; reading its clips %d-%d one by one", e, clip, plan.n_unique - 1)
+            return
+        log.warning("%s: the decoding pass ended before frame %d; reading its clips %d-%d one by one",
+                    path, plan.num_frames - 1, clip, plan.n_unique - 1)
 
 
 def single_thread(worker_id: int) -> None:
@@ -169,12 +203,14 @@ def save_video_features(out_dir: Path, name: str, plan: ClipPlan, slow: dict[int
 
 
 def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, model: SlowFastExtractor,
-                     device: torch.device, size: int = 224, batch_clips: int = 4, num_workers: int = 0,
-                     decoder: str = "decord", progress: bool = True, keep_unrecorded: bool = False
-                     ) -> dict[str, str]:
+                     device: torch.device, size: int = 224, batch_clips: int = 2, num_workers: int = 0,
+                     decoder: str = "decord", progress: bool = True, keep_unrecorded: bool = False,
+                     amp: str = "off") -> dict[str, str]:
     """Extract features of (video_name, path) pairs not done yet (`feature_status`; folders
     without a record of their video kept with keep_unrecorded, else extracted again); returns
-    {video: error}."""
+    {video: error}. amp "bf16": the network under bf16 autocast with channels-last 3-D
+    convolutions (faster on CPUs with AVX512-BF16/AMX and on GPUs; features differ from fp32
+    ones, see README: Benchmarks), "off": fp32, the reference's values."""
     out_dir = Path(out_dir)
     status = {n: feature_status(out_dir, n, p) for n, p in videos}
     kept = [n for n, s in status.items() if s == UNRECORDED] if keep_unrecorded else []
@@ -194,6 +230,9 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
         return errors
     stamps = {n: video_stamp(p) for n, p in todo}
     model.eval().to(device)
+    check_amp(device, amp)
+    if amp != "off":
+        to_channels_last(model)
     loader = DataLoader(ClipStream(todo, size, decoder), batch_size=None, num_workers=num_workers,
                         worker_init_fn=single_thread)
     pending: dict[str, tuple[ClipPlan, dict, dict]] = {}
@@ -201,9 +240,9 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
     bar = tqdm(total=len(todo), desc="SlowFast features", unit="video", disable=not progress, dynamic_ncols=True)
 
     def run_batch() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(device, amp):
             slow, fast = model(torch.stack([b["x"] for b in batch]).to(device))
-        for b, s, f in zip(batch, slow.cpu().numpy(), fast.cpu().numpy()):
+        for b, s, f in zip(batch, slow.float().cpu().numpy(), fast.float().cpu().numpy()):
             plan, slows, fasts = pending.setdefault(b["video"], (b["plan"], {}, {}))
             slows[b["clip"]], fasts[b["clip"]] = s[None], f[None]
             if len(slows) == plan.n_unique:

@@ -6,7 +6,10 @@ import pytest
 
 import SlowFast_features
 from kvq.cli import EXIT_PARTIAL
-from kvq.slowfast_features import MARKER, plan_clips
+import torch
+
+from datasets.decoding import VideoDecodeError, VideoReader, iter_frames
+from kvq.slowfast_features import MARKER, ClipStream, plan_clips
 from tests.media import make_video
 
 
@@ -151,3 +154,49 @@ def test_folders_without_a_record_are_kept_on_resume_and_redone_by_the_cache(vid
         assert run(videos, tmp_path) == 0
     assert "2 feature folders do not record which video file" in caplog.text
     assert (a / "feature_0_slow_feature.npy").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("frames,rate", [(75, 20), (40, 30), (5, 30)])
+def test_one_decoding_pass_gives_each_clip_read_on_its_own(tmp_path: Path, frames: int, rate: int) -> None:
+    """ClipStream's sequential pass (each frame decoded and resized once) yields exactly the
+    clips that reading each clip on its own yields (overlapping clips, a clip past the end)."""
+    video = make_video(tmp_path / "v.mp4", size="64x48", frames=frames, rate=rate, extra=["-g", "10"])
+    stream = ClipStream([("v.mp4", str(video))], size=32)
+    reader = VideoReader(str(video))
+    plan = plan_clips(reader.num_frames, reader.fps())
+    clips = list(stream.sequential_clips(str(video), plan))
+    assert len(clips) == plan.n_unique
+    for i, clip in enumerate(clips):
+        assert torch.equal(clip, stream.seeking_clip(reader, plan, i))
+    items = list(stream)
+    assert [it["clip"] for it in items] == list(range(plan.n_unique))
+
+
+def test_clips_past_a_failed_pass_are_read_one_by_one(tmp_path: Path, monkeypatch) -> None:
+    video = make_video(tmp_path / "v.mp4", size="64x48", frames=75, rate=20)
+    import kvq.slowfast_features as sf
+
+    def broken_after_25_frames(path: str):
+        yield from list(iter_frames(path))[:25]
+        raise VideoDecodeError(f"{path}: broken")
+
+    monkeypatch.setattr(sf, "iter_frames", broken_after_25_frames)
+    items = list(ClipStream([("v.mp4", str(video))], size=32))
+    reader = VideoReader(str(video))
+    plan = plan_clips(reader.num_frames, reader.fps())
+    assert [it["clip"] for it in items] == list(range(plan.n_unique))
+    for it in items:
+        assert torch.equal(it["x"], ClipStream([], size=32).seeking_clip(reader, plan, it["clip"]))
+
+
+def test_amp_bf16_features_are_close_to_fp32(videos: Path, tmp_path: Path) -> None:
+    """--amp bf16 (off by default) writes the same files, with features near the fp32 ones."""
+    assert run(videos, tmp_path / "fp32") == 0
+    assert SlowFast_features.main(["--video_root", str(videos), "--video_csv", str(videos / "list.csv"),
+                                   "--feature_save_folder", str(tmp_path / "bf16"), "--database", "db",
+                                   "--no_pretrained", "--num_workers", "0", "--gpu_ids", "cpu", "--no_progress",
+                                   "--amp", "bf16"]) == 0
+    for f in sorted((tmp_path / "fp32" / "db" / "a.mp4").glob("*.npy")):
+        a, b = np.load(f), np.load(tmp_path / "bf16" / "db" / "a.mp4" / f.name)
+        assert b.dtype == np.float32 and b.shape == a.shape
+        np.testing.assert_allclose(b, a, atol=0.05 * np.abs(a).max())

@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.decoding import DecordReader, PyAVReader, VideoDecodeError, read_frames
+from datasets.decoding import (DecordReader, PyAVReader, VideoDecodeError, choose_strategy, decode_sequential, read_frames,
+                              seek_cost)
 from tests.media import make_video
 
 
@@ -113,3 +114,27 @@ def test_decoder_messages_stay_off_stderr_unless_verbose(tmp_path: Path, capfd) 
             assert ("moov atom not found" in err and "ERROR opening" in err) == verbose, err
     finally:
         set_decoder_verbosity(False)
+
+
+def test_seek_cost_and_strategy() -> None:
+    # keyframes every 100 frames: 8 frames spread over 1000 -> seeking decodes far fewer frames
+    keys = list(range(0, 1000, 100))
+    sparse = np.arange(8) * 125 + 5
+    assert seek_cost(sparse, keys) == sum(int(f) % 100 + 1 for f in sparse)
+    assert choose_strategy(sparse, keys) == "seek"
+    # one keyframe (a long interval) or dense frames: one sequential pass
+    assert choose_strategy(sparse, [0]) == "sequential"
+    assert choose_strategy(np.arange(0, 1000, 4), keys) == "sequential"
+    # a frame in the current group of pictures continues from the previous one
+    assert seek_cost(np.array([10, 20]), [0]) == 21
+
+
+def test_sequential_and_seeking_give_the_same_bytes(tmp_path: Path) -> None:
+    """The sequential PyAV pass the strategy picks for dense frames returns exactly decord's
+    seeking frames, on a clip with several keyframes."""
+    v = make_video(tmp_path / "k.mp4", size="64x96", frames=60, extra=["-g", "12", "-bf", "2"])
+    reader = DecordReader(str(v))
+    unique = np.array([0, 5, 13, 14, 30, 47, 59])
+    np.testing.assert_array_equal(decode_sequential(str(v), unique, reader.num_frames), reader.read_seeking(unique))
+    # and what read_unique returns (whichever strategy it picks) is the same too
+    np.testing.assert_array_equal(reader.read_unique(unique), reader.read_seeking(unique))
