@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import inspect
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ from kvq.config import Config, ConfigError, apply_overrides, validate
 from kvq.device import check_amp, configure_backends, to_channels_last
 from kvq.evaluate import Predictions, predict
 from kvq.io import atomic_open
-from kvq.registry import DATASETS
+from kvq.registry import BACKBONES, DATASETS
 from kvq.slowfast_features import build_extractor, extract_features, feature_name, is_complete
 from models import create_model
 
@@ -44,12 +45,18 @@ def checkpoint_for_test(cfg: Mapping[str, Any], override: Optional[str] = None) 
 
 def checkpoint_config(obj: Any, checkpoint: str | Path, overrides: Sequence[str] = ()) -> Config:
     """The validated config stored in a checkpoint written by train.py (with `overrides`, as
-    --set); a ConfigError naming the file when it holds none."""
+    --set); a ConfigError naming the file when it holds none. Backbones are built with
+    `pretrained: false`: the checkpoint fills every weight (`load_model` is strict), so scoring
+    needs none of the pretrained files training started from."""
     stored = obj.get("config") if isinstance(obj, Mapping) else None
     if not isinstance(stored, Mapping):
         raise ConfigError(f"{checkpoint} holds no config (not a checkpoint written by train.py): give the "
                           "config file too (test.py -o CONFIG, load_scorer(CONFIG, checkpoint=...))")
-    return validate(apply_overrides(dict(stored), overrides), f"{checkpoint} (stored config)", stored=True)
+    cfg = validate(apply_overrides(dict(stored), overrides), f"{checkpoint} (stored config)", stored=True)
+    for key, entry in cfg["model"]["args"].items():  # every weight comes from the checkpoint itself
+        if "pretrained" in inspect.signature(BACKBONES.get(key).__init__).parameters:
+            entry["backbone"] = {**(entry.get("backbone") or {}), "pretrained": False}
+    return cfg
 
 
 def load_model(cfg: Mapping[str, Any], checkpoint: str, device: torch.device, obj: Any = None) -> nn.Module:

@@ -290,3 +290,19 @@ def test_scoring_warns_about_bf16_where_the_gpu_has_none(trained, monkeypatch) -
     monkeypatch.setattr(kvq.inference, "check_amp", lambda device, amp: calls.append((device, amp)))
     kvq.inference.load_model(load_config(cfg, ["amp=bf16"]), str(ckpt), torch.device("cpu"))
     assert calls == [(torch.device("cpu"), "bf16")]
+
+
+def test_a_checkpoint_scores_without_the_pretrained_files_training_started_from(trained, tmp_path: Path,
+                                                                                  isolated_weight_dirs) -> None:
+    """The stored config of a run trained from ImageNet weights says pretrained: true; scoring with
+    its checkpoint (which holds every weight) must not need the ImageNet file."""
+    cfg, ckpt = trained
+    data = Path(yaml.safe_load(cfg.read_text())["data"]["train"]["args"]["data_prefix"])
+    obj = torch.load(ckpt, weights_only=False)
+    obj["config"]["model"]["args"]["simpleVQA"]["backbone"]["pretrained"] = True
+    pretrained_run = tmp_path / "pretrained_run.pth"
+    torch.save(obj, pretrained_run)
+    assert test_script.main(["--checkpoint", str(pretrained_run), "--videos", str(data / "v1.mp4"), "--slowfast_random",
+                             "--features", str(tmp_path / "features"), "--no_progress",
+                             "--output", str(tmp_path / "p.csv")]) == 0
+    assert len(read_csv(tmp_path / "p.csv")) == 2
