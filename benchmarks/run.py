@@ -36,7 +36,7 @@ Sections (--only, comma-separated):
             benchmarks/reference_views.py) and its SlowFast_features.py (random weights: a random
             checkpoint in a private TORCH_HOME, --num_workers 0 as ours); ratio = reference / ours
             (> 1: ours faster). Skipped, with the reason, without --reference or when DIR or
-            OpenCV is missing (--reference_python / --reference_pythonpath: see README: Benchmarks)
+            OpenCV is missing (--reference_python / --reference_pythonpath: see docs/benchmarks.md)
 
 Clips are H.264 (libx264 veryfast, CRF 23, yuv420p, 30 fps; testsrc2 with temporal noise) made with
 imageio-ffmpeg's ffmpeg and cached under --work (default benchmarks/.cache, git-ignored). Times
@@ -416,7 +416,7 @@ def reference_missing(args: argparse.Namespace) -> Optional[str]:
                            env=reference_env(args), capture_output=True, text=True)
     if probe.returncode != 0:
         return (f"{args.reference_python} cannot import the reference's needs (cv2, decord, pytorchvideo): "
-                f"{probe.stderr.strip().splitlines()[-1:]}; see README: Benchmarks")
+                f"{probe.stderr.strip().splitlines()[-1:]}; see docs/benchmarks.md")
     return None
 
 

@@ -210,7 +210,7 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
     without a record of their video kept with keep_unrecorded, else extracted again); returns
     {video: error}. amp "bf16": the network under bf16 autocast with channels-last 3-D
     convolutions (faster on CPUs with AVX512-BF16/AMX and on GPUs; features differ from fp32
-    ones, see README: Benchmarks), "off": fp32, the reference's values."""
+    ones, see docs/benchmarks.md), "off": fp32, the reference's values."""
     out_dir = Path(out_dir)
     status = {n: feature_status(out_dir, n, p) for n, p in videos}
     kept = [n for n, s in status.items() if s == UNRECORDED] if keep_unrecorded else []
