@@ -376,10 +376,6 @@ class Trainer:
             return has_data
         return all_reduce_sum([has_data], self.dist, self.device)[0] == self.dist.world_size
 
-    def gather(self, preds: Predictions) -> Predictions:
-        """All ranks' predictions on rank 0 (others get an empty result)."""
-        return gather_predictions(preds, self.dist)
-
     def validate(self, epoch: int) -> dict[str, float]:
         """Metrics of the model ('n') and the EMA ('s'), both in eval mode; saves the bests."""
         record: dict[str, float] = {}
@@ -393,7 +389,7 @@ class Trainer:
         every = predict_each(models, self.val_loader, self.device, self.cfg["amp"], desc="validate",
                              progress=self.opts.progress and self.dist.is_main)  # one pass, both models
         for tag, model in models.items():
-            preds = self.gather(every[tag])
+            preds = gather_predictions(every[tag], self.dist)
             if not self.dist.is_main:
                 continue
             metrics = validation_metrics(preds.scores, preds.labels, self.cfg["metrics_fit"])
@@ -441,8 +437,9 @@ class Trainer:
                 for tensor in model.state_dict().values():
                     dist.broadcast(tensor, src=0)
             errors: list[tuple[str, str]] = []
-            preds = self.gather(predict(model, loader, self.device, self.cfg["amp"], desc=f"calibrate {tag}",
-                                        progress=self.opts.progress and self.dist.is_main, errors=errors))
+            preds = gather_predictions(predict(model, loader, self.device, self.cfg["amp"], desc=f"calibrate {tag}",
+                                               progress=self.opts.progress and self.dist.is_main, errors=errors),
+                                       self.dist)
             if errors:
                 log.warning("calibration of %s: %d train videos could not be scored", tag, len(errors))
             if not self.dist.is_main:
