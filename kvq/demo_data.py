@@ -313,7 +313,8 @@ def _encode_args(crf: int, n_frames: int) -> list[str]:
             "-flags:v", "+bitexact", "-f", "mp4"]
 
 
-def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+def run_ffmpeg(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run an ffmpeg command line; a failure raises DemoDatasetError with `what`, the command and stderr."""
     proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     if proc.returncode != 0:
         raise DemoDatasetError(f"ffmpeg failed ({what}), exit {proc.returncode}:\n  {' '.join(cmd)}\n"
@@ -431,7 +432,7 @@ def _render_source(exe: str, plan: SourcePlan, params: DemoParams, dst: Path) ->
     encode = _encode_args(SOURCE_CRF, params.n_frames) + [str(dst)]
     if kind == "lavfi":
         graph = _lavfi_graph(name, plan.width, plan.height, params.fps, plan.motion)
-        _run(_ffmpeg_base(exe) + ["-f", "lavfi", "-i", graph, "-vf", "format=yuv420p"] + encode,
+        run_ffmpeg(_ffmpeg_base(exe) + ["-f", "lavfi", "-i", graph, "-vf", "format=yuv420p"] + encode,
              f"source {plan.videos[0].filename}")
         return
     cmd = _ffmpeg_base(exe) + ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{plan.width}x{plan.height}",
@@ -456,7 +457,7 @@ def _process(exe: str, v: VideoPlan, plan: SourcePlan, params: DemoParams, src: 
     chain = _processing_filter(v, plan.width, plan.height, params.fps)
     crf = v.options["crf"] if v.processing == "compression" else PROCESSED_CRF
     cmd = _ffmpeg_base(exe) + ["-threads", "1", "-i", str(src)] + (["-vf", chain] if chain else [])
-    _run(cmd + _encode_args(crf, params.n_frames) + [str(dst)], f"{v.processing} {v.filename}")
+    run_ffmpeg(cmd + _encode_args(crf, params.n_frames) + [str(dst)], f"{v.processing} {v.filename}")
 
 
 def measure_vmaf(exe: str, distorted: Path, reference: Path, n_frames: int) -> float:
@@ -464,7 +465,7 @@ def measure_vmaf(exe: str, distorted: Path, reference: Path, n_frames: int) -> f
     graph = (f"[0:v]setpts=PTS-STARTPTS[d];[1:v]setpts=PTS-STARTPTS[r];"
              f"[d][r]libvmaf=model=version={VMAF_MODEL}:n_threads=1:log_fmt=json:log_path=vmaf.json")
     with tempfile.TemporaryDirectory(prefix="vmaf-") as tmp:
-        _run(_ffmpeg_base(exe) + ["-threads", "1", "-i", str(distorted.resolve()), "-threads", "1",
+        run_ffmpeg(_ffmpeg_base(exe) + ["-threads", "1", "-i", str(distorted.resolve()), "-threads", "1",
                                   "-i", str(reference.resolve()), "-lavfi", graph, "-f", "null", "-"],
              f"VMAF of {distorted.name}", cwd=tmp)
         with open(Path(tmp) / "vmaf.json") as f:
