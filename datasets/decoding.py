@@ -9,6 +9,8 @@ Decode strategy by sampling pattern (`choose_strategy`): decord seeks to each re
 frames are dense or the keyframe interval long, that decodes nearly every frame up to the last one
 anyway, and one sequential PyAV pass (`decode_sequential`, FFmpeg's own frame/slice threads) is
 faster: measured on a 10 s 540x960 H.264 clip, every frame: decord 2.45 s, PyAV 0.99 s (1 thread).
+That pass decodes only what the requested frames need (`packet_plan`: not the end of a closed
+group of pictures after its last requested frame, nor H.264/HEVC frames no other frame refers to).
 Both convert with FFmpeg's swscale and give the same RGB bytes (tests/datasets/test_decoding.py). Every failure is a `VideoDecodeError` that names the
 file; nothing is padded with zeros or silently dropped. A still image (PNG, JPEG, ... whatever its
 file name) is not a video: FFmpeg opens it with an image demuxer (`image2` or `*_pipe`, e.g.
@@ -148,8 +150,8 @@ def packet_plan(pts: Sequence[int], keyframe: Sequence[bool], unique: np.ndarray
 
 def _decoded(container: Any, stream: Any, plan: Optional[PacketPlan]) -> Iterator[tuple[int, Any]]:
     """(frame number, frame) in output order: with a plan, its packets (H.264/HEVC frames that are
-    neither needed nor referenced skipped by FFmpeg's skip_frame NONREF), numbered by pts;
-    without one, every packet, numbered in output order."""
+    neither needed nor referenced skipped by FFmpeg's skip_frame NONREF), numbered by pts (-1: a
+    pts no packet had); without one, every packet, numbered in output order."""
     codec = stream.codec_context
     skip_nonref = plan is not None and codec.name in NONREF_SKIP_CODECS
     stop = int(np.flatnonzero(plan.send)[-1]) if plan is not None else -1
@@ -163,10 +165,10 @@ def _decoded(container: Any, stream: Any, plan: Optional[PacketPlan]) -> Iterato
             if skip_nonref:
                 codec.skip_frame = "DEFAULT" if plan.needed[j] else "NONREF"
         for frame in codec.decode(packet):
-            k = plan.frame_of_pts[frame.pts] if plan is not None else k + 1
+            k = plan.frame_of_pts.get(frame.pts, -1) if plan is not None else k + 1
             yield k, frame
     for frame in codec.decode(None):  # the frames still in the decoder
-        k = plan.frame_of_pts[frame.pts] if plan is not None else k + 1
+        k = plan.frame_of_pts.get(frame.pts, -1) if plan is not None else k + 1
         yield k, frame
 
 
@@ -193,7 +195,6 @@ def decode_sequential(path: str, unique: np.ndarray, num_frames: int) -> np.ndar
     not come out in pts order, the pass is redone decoding every frame."""
     import av
 
-    plan = None
     try:
         plan = _plan(path, unique)
         while True:

@@ -179,3 +179,20 @@ def test_partial_sequential_pass_gives_the_frames_of_a_full_pass(tmp_path: Path,
     with av.open(v) as container:
         decoded = [k for k, _ in _decoded(container, container.streams.video[0], _plan(v, sparse))]
     assert set(sparse) <= set(decoded) and (len(decoded) < 60) == skips
+
+
+def test_frames_out_of_pts_order_are_decoded_again_in_full(tmp_path: Path, monkeypatch) -> None:
+    """When the frames do not come out in the order of their packets' pts (the plan's numbering
+    is wrong), the pass is redone decoding every frame, numbered in output order."""
+    from datasets import decoding
+
+    v = str(make_video(tmp_path / "k.mp4", size="96x64", frames=40, extra=("-g", "10", "-bf", "2")))
+    every = np.stack(list(iter_frames(v)))
+
+    def swapped_plan(path: str, unique: np.ndarray) -> decoding.PacketPlan:
+        plan = _plan(path, unique)
+        return plan._replace(frame_of_pts={p: f ^ 1 for p, f in plan.frame_of_pts.items()})  # 1, 0, 3, 2, ...
+
+    monkeypatch.setattr(decoding, "_plan", swapped_plan)
+    unique = np.array([2, 11, 25, 39])
+    np.testing.assert_array_equal(decode_sequential(v, unique, 40), every[unique])
