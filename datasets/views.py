@@ -61,8 +61,9 @@ def spatial_fragments(video: torch.Tensor, fragments_h: int = 9, fragments_w: in
     """FAST-VQA fragments: uint8 [C,U,H,W] -> uint8 [C,T,fragments_h*fsize_h,fragments_w*fsize_w].
 
     Mini-patch (i, j) comes from grid cell (i, j) (origin min(H//fragments_h*i, H-fsize_h)) at an
-    offset shared by each block of `aligned` frames of the clip. Straight from the decoded frames:
-    one gather, or (one offset for all patches, as at test time) three index_selects.
+    offset shared by each block of `aligned` frames of the clip. Straight from the decoded frames,
+    gathered in their [U, H, W, C] layout (a permuted view): one gather, or (one offset for all
+    patches, as at test time) rows, then columns, then frames.
     """
     video = upscale_to_cover(video, fragments_h * fsize_h, fragments_w * fsize_w)
     frames = clip_frames(video, frame_index)
@@ -74,11 +75,12 @@ def spatial_fragments(video: torch.Tensor, fragments_h: int = 9, fragments_w: in
     wgrid = np.minimum((w // fragments_w) * np.arange(fragments_w), w - fsize_w)
     rnd_h = fragment_offsets(h // fragments_h, fsize_h, (fragments_h, fragments_w, blocks), train, rng)
     rnd_w = fragment_offsets(w // fragments_w, fsize_w, (fragments_h, fragments_w, blocks), train, rng)
+    pixels = video.permute(1, 2, 3, 0)  # [U, H, W, C]: the decoder's layout, whole rows contiguous
     if (rnd_h == rnd_h.flat[0]).all() and (rnd_w == rnd_w.flat[0]).all():
-        # one offset for every patch (always at test time): the grid is separable, two slicing gathers
+        # one offset for every patch (always at test time): the grid is separable, rows then columns
         rows = torch.from_numpy((hgrid[:, None] + rnd_h.flat[0] + np.arange(fsize_h)).reshape(-1))
         cols = torch.from_numpy((wgrid[:, None] + rnd_w.flat[0] + np.arange(fsize_w)).reshape(-1))
-        return video.index_select(2, rows).index_select(3, cols).index_select(1, frames)
+        return pixels[:, rows][:, :, cols][frames].permute(3, 0, 1, 2).contiguous()
     block_of_t = np.arange(t) // aligned
     # rows[t, i, j, a] and cols[t, i, j, b] of the source pixels
     rows = (hgrid[None, :, None] + rnd_h[:, :, block_of_t].transpose(2, 0, 1))[..., None] + np.arange(fsize_h)
@@ -86,8 +88,8 @@ def spatial_fragments(video: torch.Tensor, fragments_h: int = 9, fragments_w: in
     t_idx = frames.view(t, 1, 1, 1, 1)
     r_idx = torch.from_numpy(rows).view(t, fragments_h, fragments_w, fsize_h, 1)
     c_idx = torch.from_numpy(cols).view(t, fragments_h, fragments_w, 1, fsize_w)
-    out = video[:, t_idx, r_idx, c_idx]  # [C, T, fh, fw, fsize_h, fsize_w]
-    return out.permute(0, 1, 2, 4, 3, 5).reshape(c, t, fragments_h * fsize_h, fragments_w * fsize_w)
+    out = pixels[t_idx, r_idx, c_idx]  # [T, fh, fw, fsize_h, fsize_w, C]
+    return out.permute(5, 0, 1, 3, 2, 4).reshape(c, t, fragments_h * fsize_h, fragments_w * fsize_w)
 
 
 def resized_view(video: torch.Tensor, size_h: int = 224, size_w: int = 224,

@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.decoding import (DecordReader, PyAVReader, VideoDecodeError, choose_strategy, decode_sequential, read_frames,
-                              seek_cost)
+from datasets.decoding import (DecordReader, PyAVReader, VideoDecodeError, _plan, choose_strategy, decode_sequential,
+                              iter_frames, packet_plan, read_frames, seek_cost)
 from tests.media import make_video
 
 
@@ -138,3 +138,61 @@ def test_sequential_and_seeking_give_the_same_bytes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(decode_sequential(str(v), unique, reader.num_frames), reader.read_seeking(unique))
     # and what read_unique returns (whichever strategy it picks) is the same too
     np.testing.assert_array_equal(reader.read_unique(unique), reader.read_seeking(unique))
+
+
+def test_packet_plan_skips_the_ends_of_closed_groups_only() -> None:
+    # decode order of I0 P3 B1 B2 | I4 P7 B5 B6 | I8 (display numbers; pts = 10 * display)
+    frames = [0, 3, 1, 2, 4, 7, 5, 6, 8]
+    keys = [f in (0, 4, 8) for f in frames]
+    plan = packet_plan([10 * f for f in frames], keys, np.array([1, 8]))
+    assert plan.frame_of_pts == {10 * f: f for f in frames}
+    # frame 1 needs I0, P3 and itself; the second group is not decoded; then I8
+    assert plan.send.tolist() == [True, True, True, False, False, False, False, False, True]
+    assert plan.needed.tolist() == [False, False, True, False, False, False, False, False, True]
+    # an open group: after I4 comes a frame shown before it (a leading picture, which may refer to
+    # the group before), so the first group is decoded on to it
+    frames = [0, 2, 1, 4, 3, 5]
+    keys = [f in (0, 4) for f in frames]
+    assert packet_plan(frames, keys, np.array([0, 3])).send.tolist() == [True, True, True, True, True, False]
+
+
+@pytest.mark.parametrize("name, extra, skips", [
+    ("x264.mp4", ("-g", "12", "-bf", "3"), True),  # closed groups, B-pyramid: unreferenced B-frames skipped
+    ("x264_open.mp4", ("-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "20", "-bf", "3", "-x264-params",
+                       "open-gop=1"), True),
+    ("x265.mp4", ("-c:v", "libx265", "-pix_fmt", "yuv420p", "-x265-params", "keyint=20:bframes=4:log-level=none"), True),
+    ("mpeg4.avi", ("-c:v", "mpeg4", "-bf", "2", "-g", "15"), False),  # open groups: every frame up to the last
+    ("vp9.webm", ("-c:v", "libvpx-vp9", "-g", "10", "-deadline", "realtime"), True),
+])
+def test_partial_sequential_pass_gives_the_frames_of_a_full_pass(tmp_path: Path, name: str, extra: tuple,
+                                                                 skips: bool) -> None:
+    """Decoding only what the requested frames need returns the bytes of decoding every frame."""
+    import av
+
+    from datasets.decoding import _decoded
+
+    v = str(make_video(tmp_path / name, size="96x64", frames=80, extra=extra))
+    every = np.stack(list(iter_frames(v)))
+    for unique in (np.array([3, 17, 40, 41, 66]), np.arange(0, 80, 4), np.array([79])):
+        np.testing.assert_array_equal(decode_sequential(v, unique, len(every)), every[unique])
+    sparse = np.array([3, 17, 40, 41, 66])
+    with av.open(v) as container:
+        decoded = [k for k, _ in _decoded(container, container.streams.video[0], _plan(v, sparse))]
+    assert set(sparse) <= set(decoded) and (len(decoded) < 60) == skips
+
+
+def test_frames_out_of_pts_order_are_decoded_again_in_full(tmp_path: Path, monkeypatch) -> None:
+    """When the frames do not come out in the order of their packets' pts (the plan's numbering
+    is wrong), the pass is redone decoding every frame, numbered in output order."""
+    from datasets import decoding
+
+    v = str(make_video(tmp_path / "k.mp4", size="96x64", frames=40, extra=("-g", "10", "-bf", "2")))
+    every = np.stack(list(iter_frames(v)))
+
+    def swapped_plan(path: str, unique: np.ndarray) -> decoding.PacketPlan:
+        plan = _plan(path, unique)
+        return plan._replace(frame_of_pts={p: f ^ 1 for p, f in plan.frame_of_pts.items()})  # 1, 0, 3, 2, ...
+
+    monkeypatch.setattr(decoding, "_plan", swapped_plan)
+    unique = np.array([2, 11, 25, 39])
+    np.testing.assert_array_equal(decode_sequential(v, unique, 40), every[unique])
