@@ -68,14 +68,17 @@ def plan_clips(num_frames: int, fps: float) -> ClipPlan:
 
 def build_extractor(pretrained: bool = True, weights: Optional[str | os.PathLike] = None,
                     seed: int = 0) -> SlowFastExtractor:
-    """The SlowFast R50 extractor: Kinetics-400 weights, or (pretrained=False) a random network
-    initialised from `seed`, so that every run (a resumed one, or scoring new videos later) makes
-    features of the same random network. The global RNG state is left untouched."""
+    """The SlowFast R50 extractor, in eval mode and fused for inference (`fuse_for_inference`:
+    BatchNorms folded into the convolutions): Kinetics-400 weights, or (pretrained=False) a random
+    network initialised from `seed`, so that every run (a resumed one, or scoring new videos later)
+    makes features of the same random network. The global RNG state is left untouched."""
     if pretrained:
-        return SlowFastExtractor(pretrained=True, pretrained_path=weights)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return SlowFastExtractor(pretrained=False)
+        model = SlowFastExtractor(pretrained=True, pretrained_path=weights)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = SlowFastExtractor(pretrained=False)
+    return model.eval().fuse_for_inference()
 
 
 def feature_name(path: str | os.PathLike) -> str:
@@ -208,9 +211,10 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
                      amp: str = "off") -> dict[str, str]:
     """Extract features of (video_name, path) pairs not done yet (`feature_status`; folders
     without a record of their video kept with keep_unrecorded, else extracted again); returns
-    {video: error}. amp "bf16": the network under bf16 autocast with channels-last 3-D
-    convolutions (faster on CPUs with AVX512-BF16/AMX and on GPUs; features differ from fp32
-    ones, see docs/benchmarks.md), "off": fp32, the reference's values."""
+    {video: error}. The network's convolutions run channels-last 3-D (oneDNN's faster layout;
+    `model`'s weights are converted in place). amp "bf16": under bf16 autocast (faster on CPUs
+    with AVX512-BF16/AMX and on GPUs; features differ from fp32 ones, see docs/benchmarks.md),
+    "off": fp32, the reference's values."""
     out_dir = Path(out_dir)
     status = {n: feature_status(out_dir, n, p) for n, p in videos}
     kept = [n for n, s in status.items() if s == UNRECORDED] if keep_unrecorded else []
@@ -231,8 +235,7 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
     stamps = {n: video_stamp(p) for n, p in todo}
     model.eval().to(device)
     check_amp(device, amp)
-    if amp != "off":
-        to_channels_last(model)
+    to_channels_last(model)
     loader = DataLoader(ClipStream(todo, size, decoder), batch_size=None, num_workers=num_workers,
                         worker_init_fn=single_thread)
     pending: dict[str, tuple[ClipPlan, dict, dict]] = {}
