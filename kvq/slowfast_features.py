@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 MIN_CLIPS = 8
 DEFAULT_FPS = 30
 MARKER = ".complete"
+PREPROCESS_FRAMES = 16  # decoded frames resized and normalised together
 
 
 @dataclass(frozen=True)
@@ -154,20 +155,33 @@ class ClipStream(IterableDataset):
 
     def sequential_clips(self, path: str, plan: ClipPlan) -> Iterator[torch.Tensor]:
         """Clips 0, 1, ... float [3, 32, S, S] from one decoding pass, each frame resized once
-        (the same values as `seeking_clip`). Stops early (the caller reads the rest) when the
-        pass fails or ends before the frames the reader counted."""
+        (the same values as `seeking_clip`), `PREPROCESS_FRAMES` at a time (one frame at a time,
+        starting each small tensor operation on the threads costs more than its work). Stops early
+        (the caller reads the rest) when the pass fails or ends before the frames the reader counted."""
         needed = {int(k) for i in range(plan.n_unique) for k in plan.frames(i)}
         kept: dict[int, torch.Tensor] = {}  # frame number -> [3, 1, S, S]
+        decoded: list[tuple[int, np.ndarray]] = []  # needed frames not preprocessed yet
+
+        def preprocess_decoded() -> None:
+            if decoded:
+                x = preprocess_frames(np.stack([frame for _, frame in decoded]), self.size)
+                kept.update((k, x[:, j:j + 1]) for j, (k, _) in enumerate(decoded))
+                decoded.clear()
+
         clip = 0
         try:
             for k, frame in enumerate(iter_frames(path)):
                 if k in needed:
-                    kept[k] = preprocess_frames(frame[None], self.size)
+                    decoded.append((k, frame))
+                    if len(decoded) == PREPROCESS_FRAMES:
+                        preprocess_decoded()
                 while clip < plan.n_unique and int(plan.frames(clip)[-1]) <= k:
+                    preprocess_decoded()
                     yield torch.cat([kept[int(f)] for f in plan.frames(clip)], dim=1)
                     clip += 1
                     first = int(plan.frames(clip)[0]) if clip < plan.n_unique else plan.num_frames
-                    kept = {f: v for f, v in kept.items() if f >= first}
+                    for f in [f for f in kept if f < first]:
+                        del kept[f]
                 if clip == plan.n_unique:
                     return
         except VideoDecodeError as e:
