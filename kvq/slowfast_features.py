@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 MIN_CLIPS = 8
 DEFAULT_FPS = 30
 MARKER = ".complete"
-PREPROCESS_FRAMES = 16  # decoded frames resized and normalised together
+PREPROCESS_FRAMES = 8  # decoded frames resized and normalised together (a float copy of them is made)
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,8 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
 
     def run_batch() -> None:
         with torch.no_grad(), autocast(device, amp):
-            slow, fast = model(torch.stack([b["x"] for b in batch]).to(device))
+            # the clips leave `batch`: only their stacked copy is alive during the forward pass
+            slow, fast = model(torch.stack([b.pop("x") for b in batch]).to(device))
         for b, s, f in zip(batch, slow.float().cpu().numpy(), fast.float().cpu().numpy()):
             plan, slows, fasts = pending.setdefault(b["video"], (b["plan"], {}, {}))
             slows[b["clip"]], fasts[b["clip"]] = s[None], f[None]
