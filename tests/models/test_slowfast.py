@@ -62,7 +62,7 @@ def reference_weighted_model(conformance_dir: Path, detweights) -> SlowFastExtra
 
 
 def test_fused_channels_last_matches_reference_outputs(conformance_dir: Path, detweights) -> None:
-    """The extraction form (BatchNorm folded, in-place ReLU/additions, channels-last 3-D) gives the reference's values."""
+    """The extraction form (BatchNorm folded, in-place ReLU and additions, channels-last 3-D) gives the reference values."""
     model = to_channels_last(reference_weighted_model(conformance_dir, detweights).fuse_for_inference())
     assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
     case = load_json(conformance_dir / "expected_slowfast.json")["cases"][0]
