@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 MIN_CLIPS = 8
 DEFAULT_FPS = 30
 MARKER = ".complete"
+PREPROCESS_FRAMES = 8  # decoded frames resized and normalised together (a float copy of them is made)
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,17 @@ def plan_clips(num_frames: int, fps: float) -> ClipPlan:
 
 def build_extractor(pretrained: bool = True, weights: Optional[str | os.PathLike] = None,
                     seed: int = 0) -> SlowFastExtractor:
-    """The SlowFast R50 extractor: Kinetics-400 weights, or (pretrained=False) a random network
-    initialised from `seed`, so that every run (a resumed one, or scoring new videos later) makes
-    features of the same random network. The global RNG state is left untouched."""
+    """The SlowFast R50 extractor, in eval mode and fused for inference (`fuse_for_inference`:
+    BatchNorms folded into the convolutions): Kinetics-400 weights, or (pretrained=False) a random
+    network initialised from `seed`, so that every run (a resumed one, or scoring new videos later)
+    makes features of the same random network. The global RNG state is left untouched."""
     if pretrained:
-        return SlowFastExtractor(pretrained=True, pretrained_path=weights)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return SlowFastExtractor(pretrained=False)
+        model = SlowFastExtractor(pretrained=True, pretrained_path=weights)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = SlowFastExtractor(pretrained=False)
+    return model.eval().fuse_for_inference()
 
 
 def feature_name(path: str | os.PathLike) -> str:
@@ -151,20 +155,33 @@ class ClipStream(IterableDataset):
 
     def sequential_clips(self, path: str, plan: ClipPlan) -> Iterator[torch.Tensor]:
         """Clips 0, 1, ... float [3, 32, S, S] from one decoding pass, each frame resized once
-        (the same values as `seeking_clip`). Stops early (the caller reads the rest) when the
-        pass fails or ends before the frames the reader counted."""
+        (the same values as `seeking_clip`), `PREPROCESS_FRAMES` at a time (one frame at a time,
+        starting each small tensor operation on the threads costs more than its work). Stops early
+        (the caller reads the rest) when the pass fails or ends before the frames the reader counted."""
         needed = {int(k) for i in range(plan.n_unique) for k in plan.frames(i)}
         kept: dict[int, torch.Tensor] = {}  # frame number -> [3, 1, S, S]
+        decoded: list[tuple[int, np.ndarray]] = []  # needed frames not preprocessed yet
+
+        def preprocess_decoded() -> None:
+            if decoded:
+                x = preprocess_frames(np.stack([frame for _, frame in decoded]), self.size)
+                kept.update((k, x[:, j:j + 1]) for j, (k, _) in enumerate(decoded))
+                decoded.clear()
+
         clip = 0
         try:
             for k, frame in enumerate(iter_frames(path)):
                 if k in needed:
-                    kept[k] = preprocess_frames(frame[None], self.size)
+                    decoded.append((k, frame))
+                    if len(decoded) == PREPROCESS_FRAMES:
+                        preprocess_decoded()
                 while clip < plan.n_unique and int(plan.frames(clip)[-1]) <= k:
+                    preprocess_decoded()
                     yield torch.cat([kept[int(f)] for f in plan.frames(clip)], dim=1)
                     clip += 1
                     first = int(plan.frames(clip)[0]) if clip < plan.n_unique else plan.num_frames
-                    kept = {f: v for f, v in kept.items() if f >= first}
+                    for f in [f for f in kept if f < first]:
+                        del kept[f]
                 if clip == plan.n_unique:
                     return
         except VideoDecodeError as e:
@@ -208,9 +225,10 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
                      amp: str = "off") -> dict[str, str]:
     """Extract features of (video_name, path) pairs not done yet (`feature_status`; folders
     without a record of their video kept with keep_unrecorded, else extracted again); returns
-    {video: error}. amp "bf16": the network under bf16 autocast with channels-last 3-D
-    convolutions (faster on CPUs with AVX512-BF16/AMX and on GPUs; features differ from fp32
-    ones, see docs/benchmarks.md), "off": fp32, the reference's values."""
+    {video: error}. The network's convolutions run channels-last 3-D (oneDNN's faster layout;
+    `model`'s weights are converted in place). amp "bf16": under bf16 autocast (faster on CPUs
+    with AVX512-BF16/AMX and on GPUs; features differ from fp32 ones, see docs/benchmarks.md),
+    "off": fp32, the reference's values."""
     out_dir = Path(out_dir)
     status = {n: feature_status(out_dir, n, p) for n, p in videos}
     kept = [n for n, s in status.items() if s == UNRECORDED] if keep_unrecorded else []
@@ -231,8 +249,7 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
     stamps = {n: video_stamp(p) for n, p in todo}
     model.eval().to(device)
     check_amp(device, amp)
-    if amp != "off":
-        to_channels_last(model)
+    to_channels_last(model)
     loader = DataLoader(ClipStream(todo, size, decoder), batch_size=None, num_workers=num_workers,
                         worker_init_fn=single_thread)
     pending: dict[str, tuple[ClipPlan, dict, dict]] = {}
@@ -241,7 +258,8 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
 
     def run_batch() -> None:
         with torch.no_grad(), autocast(device, amp):
-            slow, fast = model(torch.stack([b["x"] for b in batch]).to(device))
+            # the clips leave `batch`: only their stacked copy is alive during the forward pass
+            slow, fast = model(torch.stack([b.pop("x") for b in batch]).to(device))
         for b, s, f in zip(batch, slow.float().cpu().numpy(), fast.float().cpu().numpy()):
             plan, slows, fasts = pending.setdefault(b["video"], (b["plan"], {}, {}))
             slows[b["clip"]], fasts[b["clip"]] = s[None], f[None]

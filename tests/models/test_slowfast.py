@@ -10,6 +10,7 @@ from pytorchvideo.models.hub import slowfast_r50
 
 from kvq.checkpoint import load_into
 from kvq.conformance import check_fixture, compare_case
+from kvq.device import to_channels_last
 from kvq.weights import MissingWeightsError
 from models.slowfast import SlowFastExtractor, pack_pathways, preprocess_frames, to_extractor_keys
 from tests.conftest import load_json
@@ -50,6 +51,45 @@ def test_batch_equals_single_clips(conformance_dir: Path, detweights) -> None:
     torch.testing.assert_close(slow[:1], single_slow, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast[:1], single_fast, rtol=1e-5, atol=1e-5)
     assert compare_case(case, {"slow": slow[1:], "fast": fast[1:]}).passed
+
+
+def reference_weighted_model(conformance_dir: Path, detweights) -> SlowFastExtractor:
+    model = SlowFastExtractor(pretrained=False)
+    manifest = load_json(conformance_dir / "manifest_slowfast.json")
+    state, _ = to_extractor_keys(detweights.fill_state_dict(manifest, reference=model.state_dict()))
+    load_into(model, state, strict=True)
+    return model.eval()
+
+
+def test_fused_channels_last_matches_reference_outputs(conformance_dir: Path, detweights) -> None:
+    """The extraction form (BatchNorm folded, in-place ReLU and additions, channels-last 3-D) gives the reference values."""
+    model = to_channels_last(reference_weighted_model(conformance_dir, detweights).fuse_for_inference())
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
+    case = load_json(conformance_dir / "expected_slowfast.json")["cases"][0]
+    clip = detweights.det_input(*case["input"]["clip"])
+    slow, fast = model(clip)
+    result = compare_case(case, {"slow": slow, "fast": fast})
+    assert result.passed, result.to_dict()
+    assert torch.equal(clip, detweights.det_input(*case["input"]["clip"]))  # the input is not written in place
+
+
+def test_fuse_for_inference_equals_unfused_on_a_small_clip() -> None:
+    """Non-trivial BatchNorm statistics (random weights have mean 0, var 1) folded into the convolutions."""
+    torch.manual_seed(0)
+    model = SlowFastExtractor(pretrained=False).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.2, 0.2)
+    clips = torch.randn(2, 3, 32, 64, 64)
+    with torch.no_grad():
+        expected = model.feature_extraction(pack_pathways(clips))
+        got = model.fuse_for_inference().feature_extraction(pack_pathways(clips))
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
+    assert not any("norm" in k for k in model.state_dict())
+    with pytest.raises(RuntimeError, match="eval mode"):
+        SlowFastExtractor(pretrained=False).train().fuse_for_inference()
 
 
 def test_rejects_clips_of_other_length() -> None:
