@@ -160,6 +160,10 @@ SCHEMA: dict[str, Opt] = {
     "cudnn_benchmark": boolean(True, "CUDA only: cuDNN times its convolution algorithms on the first batch of "
                                "each input shape and keeps the fastest (fixed clip sizes: faster)"),
     "freeze_backbone": boolean(False, "train only the heads: backbone weights frozen (BatchNorm statistics still adapt in training)"),
+    "cache_features": boolean(False, "with freeze_backbone: compute each train and val video's backbone features "
+                              "once, on the test-phase view (so no train-time augmentation), and train the heads "
+                              "on them: an epoch costs the heads only; checkpoints still score raw videos "
+                              "(one process, one device; docs/commands.md)"),
     "skip_bad_videos": boolean(False, "training only: skip undecodable videos, list them after the epoch"),
     "metrics_fit": string("linear", "PLCC/RMSE after a 'linear' rescale or a 'logistic' 4-parameter fit "
                           "to the evaluated set's own labels (VQEG practice; not a calibration)",
