@@ -74,8 +74,10 @@ VIEW = mapping(
         "t_frag": Opt((int,), None, "temporal segments; its presence selects the segment sampler form"),
         "size_h": integer(112, "aesthetic/resize view height (KSVQE: the CLIP view)"),
         "size_w": integer(112, "aesthetic/resize view width (KSVQE: the CLIP view)"),
-        "resize": integer(520, "simpleVQA: squash-resize side before cropping"),
-        "crop": integer(448, "simpleVQA: crop side (random in training, centre at test)"),
+        "resize": Opt((int,), 520, "simpleVQA: squash-resize side before cropping; null: the frames' native size "
+                      "(no resize, no crop: crop null too; videos of different sizes then go one per batch, "
+                      "as with cache_features)"),
+        "crop": Opt((int,), 448, "simpleVQA: crop side (random in training, centre at test); null: no crop"),
         "random_crop": boolean(False, "", deprecated="stored by the reference without effect; ignored"),
         "arp": boolean(False, "", deprecated="aspect-ratio-preserving resize; not supported, must be false"),
     },
