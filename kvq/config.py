@@ -132,7 +132,8 @@ MODEL_ENTRY = mapping(
         "backbone": mapping(None, "backbone constructor arguments (checked against the backbone's "
                             "constructor; null = its default)", each=Opt((object,), None)),
         "head": mapping(None, "head arguments (checked against the head's constructor: in_channels, "
-                        "hidden_channels, and dropout_ratio for VQAHead)", each=Opt((object,), None)),
+                        "hidden_channels, and dropout_ratio for VQAHead; SimpleVQAHead standardize: inputs "
+                        "standardised with the cached train features' mean/std, needs cache_features)", each=Opt((object,), None)),
         "backbone_preserve_keys": string(None, "", deprecated="DOVER remnant; ignored"),
         "divide_head": boolean(False, "", deprecated="DOVER remnant; ignored"),
     }

@@ -149,6 +149,10 @@ class Trainer:
         if cfg["channels_last"]:
             to_channels_last(model)
         model.to(device)
+        standardized = [key for key in model.key_names if getattr(getattr(model, f"{key}_head"), "standardize", False)]
+        if standardized and not cfg["cache_features"]:
+            raise ConfigError(f"{getattr(cfg, 'source', 'config')}: model.args.{standardized[0]}.head.standardize "
+                              "needs cache_features: true (its statistics are those of the cached train features)")
         self.caches = self._cache_features(model) if cfg["cache_features"] else {}
         self.ema = ModelEMA(model, cfg["ema_decay"]) if cfg["ema"] else None
         self.optimizer = build_optimizer(model, cfg["optimizer"])
@@ -222,6 +226,10 @@ class Trainer:
                                            progress)
         log.info("cache_features: backbone features of %s computed in %.1f s; the heads train on them",
                  ", ".join(f"{len(c)} {split}" for split, c in caches.items()), time.time() - t0)
+        for key in model.key_names:
+            head = getattr(model, f"{key}_head")
+            if getattr(head, "standardize", False):
+                head.fit_standardization(caches["train"].features[key].to(self.device))
         return caches
 
     def _cached_batches(self) -> list[torch.Tensor]:
