@@ -88,3 +88,19 @@ def test_cache_features_needs_a_frozen_backbone(data: Path, tmp_path: Path) -> N
     cfg = validate({**cached_config(data), "freeze_backbone": False})
     with pytest.raises(ConfigError, match="cache_features needs freeze_backbone"):
         Trainer(cfg, TrainOptions(output_dir=tmp_path, progress=False), torch.device("cpu"))
+
+
+def test_standardized_head_takes_the_train_features_statistics(data: Path, tmp_path: Path) -> None:
+    cfg = cached_config(data, epochs=1)
+    cfg["model"]["args"]["simpleVQA"]["head"] = {"standardize": True}
+    trainer = Trainer(validate(cfg), TrainOptions(output_dir=tmp_path, progress=False), torch.device("cpu"))
+    head = trainer.model.simpleVQA_head
+    feats = trainer.caches["train"].features["simpleVQA"].flatten(0, -2)
+    torch.testing.assert_close(head.feature_mean, feats.mean(0))
+    torch.testing.assert_close(head.feature_std, feats.std(0).clamp_min(1e-6))
+    trainer.train()
+    state = torch.load(trainer.ckpt_path("n"), weights_only=False)["state_dict"]
+    torch.testing.assert_close(state["simpleVQA_head.feature_mean"], feats.mean(0))
+    cfg["cache_features"] = False
+    with pytest.raises(ConfigError, match="head.standardize needs cache_features"):
+        Trainer(validate(cfg), TrainOptions(output_dir=tmp_path / "b", progress=False), torch.device("cpu"))
