@@ -108,13 +108,18 @@ def resized_view(video: torch.Tensor, size_h: int = 224, size_w: int = 224,
     return out if torch.equal(inverse, torch.arange(out.shape[1])) else out[:, inverse]
 
 
-def resize_crop_view(video: torch.Tensor, resize: int = 520, crop: int = 448, train: bool = False,
-                     rng: Optional[np.random.Generator] = None, frame_index: Optional[np.ndarray] = None,
-                     **_: object) -> torch.Tensor:
+def resize_crop_view(video: torch.Tensor, resize: Optional[int] = 520, crop: Optional[int] = 448,
+                     train: bool = False, rng: Optional[np.random.Generator] = None,
+                     frame_index: Optional[np.ndarray] = None, **_: object) -> torch.Tensor:
     """SimpleVQA: squash-resize to resize x resize, crop crop x crop (random in training as the
-    seed, U{0..resize-crop-1}; centre at test)."""
-    if crop > resize:
-        raise ValueError(f"simpleVQA view: crop {crop} is larger than resize {resize}")
+    seed, U{0..resize-crop-1}; centre at test). resize None: the clip's frames at their native
+    size [C,T,H,W] (crop must be None too: a square crop of a native frame would depend on its shape)."""
+    if resize is None:
+        if crop is not None:
+            raise ValueError(f"simpleVQA view: crop {crop} needs a resize (resize null keeps the native size)")
+        return video[:, clip_frames(video, frame_index)]
+    if crop is None or crop > resize:
+        raise ValueError(f"simpleVQA view: crop {crop} must be at most resize {resize}")
     video = resized_view(video, resize, resize, frame_index)
     if train and resize > crop:
         top, left = (int(v) for v in rng.integers(0, resize - crop, size=2))

@@ -74,8 +74,10 @@ VIEW = mapping(
         "t_frag": Opt((int,), None, "temporal segments; its presence selects the segment sampler form"),
         "size_h": integer(112, "aesthetic/resize view height (KSVQE: the CLIP view)"),
         "size_w": integer(112, "aesthetic/resize view width (KSVQE: the CLIP view)"),
-        "resize": integer(520, "simpleVQA: squash-resize side before cropping"),
-        "crop": integer(448, "simpleVQA: crop side (random in training, centre at test)"),
+        "resize": Opt((int,), 520, "simpleVQA: squash-resize side before cropping; null: the frames' native size "
+                      "(no resize, no crop: crop null too; videos of different sizes then go one per batch, "
+                      "as with cache_features)"),
+        "crop": Opt((int,), 448, "simpleVQA: crop side (random in training, centre at test); null: no crop"),
         "random_crop": boolean(False, "", deprecated="stored by the reference without effect; ignored"),
         "arp": boolean(False, "", deprecated="aspect-ratio-preserving resize; not supported, must be false"),
     },
@@ -130,7 +132,8 @@ MODEL_ENTRY = mapping(
         "backbone": mapping(None, "backbone constructor arguments (checked against the backbone's "
                             "constructor; null = its default)", each=Opt((object,), None)),
         "head": mapping(None, "head arguments (checked against the head's constructor: in_channels, "
-                        "hidden_channels, and dropout_ratio for VQAHead)", each=Opt((object,), None)),
+                        "hidden_channels, and dropout_ratio for VQAHead; SimpleVQAHead standardize: inputs "
+                        "standardised with the cached train features' mean/std, needs cache_features)", each=Opt((object,), None)),
         "backbone_preserve_keys": string(None, "", deprecated="DOVER remnant; ignored"),
         "divide_head": boolean(False, "", deprecated="DOVER remnant; ignored"),
     }
@@ -160,6 +163,10 @@ SCHEMA: dict[str, Opt] = {
     "cudnn_benchmark": boolean(True, "CUDA only: cuDNN times its convolution algorithms on the first batch of "
                                "each input shape and keeps the fastest (fixed clip sizes: faster)"),
     "freeze_backbone": boolean(False, "train only the heads: backbone weights frozen (BatchNorm statistics still adapt in training)"),
+    "cache_features": boolean(False, "with freeze_backbone: compute each train and val video's backbone features "
+                              "once, on the test-phase view (so no train-time augmentation), and train the heads "
+                              "on them: an epoch costs the heads only; checkpoints still score raw videos "
+                              "(one process, one device; docs/commands.md)"),
     "skip_bad_videos": boolean(False, "training only: skip undecodable videos, list them after the epoch"),
     "metrics_fit": string("linear", "PLCC/RMSE after a 'linear' rescale or a 'logistic' 4-parameter fit "
                           "to the evaluated set's own labels (VQEG practice; not a calibration)",

