@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -91,11 +90,11 @@ class SlowFastExtractor(nn.Module):
 
     def load_kinetics(self, path: Optional[str | os.PathLike] = None) -> None:
         """Load the pytorchvideo Kinetics-400 checkpoint (record "slowfast_r50_k400"), strictly
-        (every key, no others). The file's tensors become the module's own (memory-mapped when the
-        file is a zip checkpoint, read whole when a legacy one): no second copy of the weights."""
+        (every key, no others). The file's tensors become the module's own (assigned; the module is
+        built without memory): one copy of the weights. Not memory-mapped: `fuse_for_inference`
+        frees each tensor it replaces, where a mapping of the file would stay until the last one."""
         file = resolve_weight("slowfast_r50_k400", path)
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(file))
-        state, _ = to_extractor_keys(checkpoint)
+        state, _ = to_extractor_keys(torch.load(file, map_location="cpu", weights_only=True))
         own = self.state_dict()
         state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}  # assign keeps dtypes
         self.load_state_dict(state, strict=True, assign=True)

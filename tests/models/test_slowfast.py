@@ -102,7 +102,7 @@ def test_pretrained_missing_file_raises(isolated_weight_dirs: Path) -> None:
         SlowFastExtractor(pretrained=True)
 
 
-@pytest.mark.parametrize("zip_format", [True, False])  # False: legacy pickle format, cannot be memory-mapped
+@pytest.mark.parametrize("zip_format", [True, False])  # False: the legacy pickle format
 def test_pretrained_loads_pytorchvideo_checkpoint(isolated_weight_dirs: Path, zip_format: bool) -> None:
     source = slowfast_r50(pretrained=False).state_dict()
     path = isolated_weight_dirs / "SLOWFAST_8x8_R50.pyth"
