@@ -16,9 +16,10 @@ Sections (--only, comma-separated):
             3 clips x 32 frames, 9x9 fragments of 32 px, 112x112 resize view) and SimpleVQA
             (config/kwai_simpleVQA_test.yml: 8 frames, 520 resize, 448 crop); ratio = bound / time
             (1.0 = as fast as decoding alone); and the DataLoader with 2 workers
-  slowfast  SlowFast_features.py (random weights, --num_workers 0) on a 10 s and a 60 s clip: seconds
-            per video and per second of video, peak RSS of the process; fp32 (the default) and, where
-            the CPU has native bf16, --amp bf16 with its largest feature difference to fp32
+  slowfast  SlowFast_features.py (a random checkpoint loaded with --weights, as the reference loads
+            it; --num_workers 0) on a 10 s and a 60 s clip: seconds per video and per second of
+            video, peak RSS of the process; fp32 (the default) and, where the CPU has native bf16,
+            --amp bf16 with its largest feature difference to fp32
   forward   SimpleVQA and KSVQE (random weights) on those samples, fp32 and bf16 autocast with
             channels-last convolutions: seconds per video (first video, best of 2 calls so that
             one-time kernel set-up is not timed; 1 with --quick), max |score difference| over the videos
@@ -370,13 +371,14 @@ def bench_slowfast(ctx: Context) -> list[dict[str, Any]]:
     largest feature difference to fp32)."""
     rows = []
     amps = ("off", "bf16") if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ("off",)
+    weights = random_reference_checkpoint(ctx.work)  # loaded as a user's Kinetics file, as the reference does
     for clip in ctx.plan.slowfast_clips:
         path = make_clip(clip, ctx.work / "clips")
         info = video_info(path)
         for amp in amps:
             out = ctx.work / "slowfast" / f"out_{amp}_{clip.name}"
             cmd = [sys.executable, *slowfast_command(clip, ctx, ROOT / "SlowFast_features.py", out),
-                   "--no_pretrained", "--gpu_ids", "cpu", "--no_progress", "--amp", amp]
+                   "--weights", str(weights), "--gpu_ids", "cpu", "--no_progress", "--amp", amp]
             seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"{amp}_{clip.name}.log")
             row = {"video": path.name, "amp": amp, "seconds": info["seconds"], "clips": max(1, info["frames"] // FPS),
                    "wall_s": seconds, "per_video_second_s": seconds / info["seconds"], "peak_rss_mib": rss}
@@ -436,8 +438,9 @@ def reference_view_seconds(args: argparse.Namespace, ctx: Context, model: str) -
 
 
 def random_reference_checkpoint(work: Path) -> Path:
-    """A TORCH_HOME whose hub cache holds a random-weights SLOWFAST_8x8_R50.pyth, so that the
-    reference's `slowfast_r50(pretrained=True)` loads it instead of downloading Kinetics weights."""
+    """A random-weights SLOWFAST_8x8_R50.pyth (the Kinetics file's format) in a TORCH_HOME's hub
+    cache (its parents[2]), so that the reference's `slowfast_r50(pretrained=True)` loads it instead
+    of downloading Kinetics weights; ours loads it with --weights. Returns the file."""
     from pytorchvideo.models.hub import slowfast_r50
 
     home = work / "reference_torch_home"
@@ -446,7 +449,7 @@ def random_reference_checkpoint(work: Path) -> Path:
         file.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
         torch.save({"model_state": slowfast_r50(pretrained=False).state_dict()}, file)
-    return home
+    return file
 
 
 def bench_reference(args: argparse.Namespace, ctx: Context, summary: dict[str, Any]) -> dict[str, Any]:
@@ -468,7 +471,7 @@ def bench_reference(args: argparse.Namespace, ctx: Context, summary: dict[str, A
             rows.append({"measure": f"{model} test view, s/video", "video": path.name,
                          "ours": ours_views[model, path.name], "reference": theirs[path.name]})
     ours_sf = {(r["video"], r["amp"]): r for r in summary.get("slowfast") or bench_slowfast(ctx)}
-    home = random_reference_checkpoint(ctx.work)
+    home = random_reference_checkpoint(ctx.work).parents[2]
     for clip in ctx.plan.slowfast_clips:
         cmd = [args.reference_python, *slowfast_command(clip, ctx, args.reference / "SlowFast_features.py",
                                                         ctx.work / "slowfast" / f"reference_out_{clip.name}")]

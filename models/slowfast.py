@@ -77,7 +77,10 @@ class SlowFastExtractor(nn.Module):
 
     def __init__(self, pretrained: bool = True, pretrained_path: Optional[str | os.PathLike] = None) -> None:
         super().__init__()
-        net = slowfast_r50(pretrained=False)
+        # with weights to load, the network is built without memory (meta tensors): the file's
+        # tensors are then assigned in place of random ones (load_kinetics)
+        with torch.device("meta" if pretrained else "cpu"):
+            net = slowfast_r50(pretrained=False)
         self.feature_extraction = nn.Sequential(*net.blocks[:NUM_BLOCKS])
         self.slow_avg_pool = net.blocks[5].pool[0]
         self.fast_avg_pool = net.blocks[5].pool[1]
@@ -86,10 +89,15 @@ class SlowFastExtractor(nn.Module):
             self.load_kinetics(pretrained_path)
 
     def load_kinetics(self, path: Optional[str | os.PathLike] = None) -> None:
-        """Load the pytorchvideo Kinetics-400 checkpoint (record "slowfast_r50_k400")."""
+        """Load the pytorchvideo Kinetics-400 checkpoint (record "slowfast_r50_k400"), strictly
+        (every key, no others). The file's tensors become the module's own (assigned; the module is
+        built without memory): one copy of the weights. Not memory-mapped: `fuse_for_inference`
+        frees each tensor it replaces, where a mapping of the file would stay until the last one."""
         file = resolve_weight("slowfast_r50_k400", path)
         state, _ = to_extractor_keys(torch.load(file, map_location="cpu", weights_only=True))
-        self.load_state_dict(state, strict=True)
+        own = self.state_dict()
+        state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}  # assign keeps dtypes
+        self.load_state_dict(state, strict=True, assign=True)
         log.info("SlowFast R50 Kinetics-400 weights loaded from %s", file)
 
     @torch.no_grad()

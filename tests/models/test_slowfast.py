@@ -102,15 +102,55 @@ def test_pretrained_missing_file_raises(isolated_weight_dirs: Path) -> None:
         SlowFastExtractor(pretrained=True)
 
 
-def test_pretrained_loads_pytorchvideo_checkpoint(isolated_weight_dirs: Path) -> None:
+@pytest.mark.parametrize("zip_format", [True, False])  # False: the legacy pickle format
+def test_pretrained_loads_pytorchvideo_checkpoint(isolated_weight_dirs: Path, zip_format: bool) -> None:
     source = slowfast_r50(pretrained=False).state_dict()
     path = isolated_weight_dirs / "SLOWFAST_8x8_R50.pyth"
-    torch.save({"model_state": source, "epoch": 196}, path)
+    torch.save({"model_state": source, "epoch": 196}, path, _use_new_zipfile_serialization=zip_format)
     for model in (SlowFastExtractor(pretrained=True, pretrained_path=path), SlowFastExtractor(pretrained=True)):
         own = model.state_dict()
         assert len(own) == len(source) - 2
         for k, v in own.items():
             assert torch.equal(v, source["blocks." + k[len("feature_extraction."):]]), k
+
+
+def test_pretrained_weights_are_the_loaded_tensors_not_a_copy(tmp_path: Path, monkeypatch) -> None:
+    """The module's parameters are the file's tensors (assigned: no second copy of the weights)."""
+    path = tmp_path / "SLOWFAST_8x8_R50.pyth"
+    torch.save({"model_state": slowfast_r50(pretrained=False).state_dict()}, path)
+    loaded = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loaded.append(real_load(*a, **k)) or loaded[-1])
+    own = SlowFastExtractor(pretrained=True, pretrained_path=path).state_dict()
+    key = "0.multipathway_blocks.0.conv.weight"
+    assert own["feature_extraction." + key].data_ptr() == loaded[0]["model_state"]["blocks." + key].data_ptr()
+
+
+def test_pretrained_float64_checkpoint_gives_float32_weights(tmp_path: Path) -> None:
+    source = {k: v.double() if v.is_floating_point() else v
+              for k, v in slowfast_r50(pretrained=False).state_dict().items()}
+    path = tmp_path / "SLOWFAST_8x8_R50.pyth"
+    torch.save({"model_state": source}, path)
+    own = SlowFastExtractor(pretrained=True, pretrained_path=path).state_dict()
+    assert {v.dtype for v in own.values()} == {torch.float32, torch.int64}
+    key = "0.multipathway_blocks.0.conv.weight"
+    assert torch.equal(own["feature_extraction." + key], source["blocks." + key].float())
+
+
+@pytest.mark.parametrize("change", ["missing", "unexpected", "shape"])
+def test_pretrained_rejects_a_non_matching_checkpoint(tmp_path: Path, change: str) -> None:
+    source = slowfast_r50(pretrained=False).state_dict()
+    key = "blocks.1.multipathway_blocks.0.res_blocks.0.branch2.conv_a.weight"
+    if change == "missing":
+        del source[key]
+    elif change == "unexpected":
+        source["blocks.1.extra.weight"] = torch.zeros(1)
+    else:
+        source[key] = source[key][:, :1]
+    path = tmp_path / "SLOWFAST_8x8_R50.pyth"
+    torch.save({"model_state": source}, path)
+    with pytest.raises(RuntimeError, match="Missing key|Unexpected key|size mismatch"):
+        SlowFastExtractor(pretrained=True, pretrained_path=path)
 
 
 def test_key_mapping_formats() -> None:
