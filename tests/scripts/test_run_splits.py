@@ -168,10 +168,7 @@ def test_ksvqe_lists_group_by_cls_label_and_keep_their_format(data: Path, tmp_pa
 def test_walkthrough_on_a_tiny_demo_build(tmp_path: Path, capsys) -> None:
     """README "Train on your own dataset" at tiny scale: demo dataset -> convert_annotations.py
     (groups inferred from the KVQ naming) -> run_splits.py with config/demo_splits.yml: 2 splits,
-    1 epoch, every source group in exactly one part. SlowFast features are random files here."""
-    import numpy as np
-
-    from datasets.features import write_random_features
+    2 epochs on cached EfficientNet-Lite0 features, every source group in exactly one part."""
     from kvq.demo_data import DemoParams, build_dataset
 
     data = tmp_path / "data"
@@ -182,11 +179,8 @@ def test_walkthrough_on_a_tiny_demo_build(tmp_path: Path, capsys) -> None:
     assert convert.main(["--format", "kvq", *(str(data / f"{s}.csv") for s in ("train", "val", "test")),
                          str(data / "all.csv")]) == 0
     assert "21 videos in 3 groups" in capsys.readouterr().out
-    write_random_features(tmp_path / "feature", [r.video_name for r in read_annotations(data / "all.csv", data)],
-                          np.random.default_rng(0))
     sets = [f"data.train.args.anno_file={data / 'all.csv'}", f"data.train.args.data_prefix={data}",
-            f"data.train.args.data_prefix_3D={tmp_path / 'feature'}", "num_epochs=1", "num_workers=0",
-            "data.train.args.sample_types.simpleVQA.resize=72", "data.train.args.sample_types.simpleVQA.crop=64"]
+            "num_epochs=2", "num_workers=0"]
     out = tmp_path / "splits"
     args = ["-o", str(ROOT / "config" / "demo_splits.yml"), "--gpu_id", "cpu", "--no_progress", "--splits", "2",
             "--val-frac", "0.34", "--test-frac", "0.33", "--out", str(out)]
