@@ -24,7 +24,7 @@ from kvq.cli import EXIT_OK, EXIT_PARTIAL, log_level, make_parser, run_main, set
 
 log = logging.getLogger("generalisation_check")
 
-DEMO_CHECKPOINT = "demo_out/checkpoint/demo_SimpleVQA_head_val-ltest_n_finetuned.pth"
+DEMO_CHECKPOINT = "demo_out/checkpoint/demo_SimpleVQA_head_val-ltest_s_finetuned.pth"
 LABELS = "labels.csv"
 LABEL_FIELDS = ("filename", "vmaf", "codec", "content")
 # content name -> lavfi graph; {s} = WIDTHxHEIGHT, {r} = frame rate
