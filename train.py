@@ -33,9 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_file = log_to_file(Path(args.log_dir), cfg["name"])
     device, ids = select_devices(args.gpu_id)
     log.info("log file: %s; device %s %s", log_file, device, ids or "")
-    best = Trainer(cfg, train_options(args, device_ids=ids), device).train()
-    for tag, metrics in best.items():
-        log.info("best %s: %s", "model" if tag == "n" else "EMA", metrics)
+    kept = Trainer(cfg, train_options(args, device_ids=ids), device).train()
+    for tag, metrics in kept.items():
+        log.info("kept %s (keep: %s): %s", "model" if tag == "n" else "EMA", cfg["keep"], metrics)
     return EXIT_OK
 
 

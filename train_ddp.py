@@ -42,10 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load(args)
         log_to_file(Path(args.log_dir), cfg["name"], info.rank)
         log.info("world size %d, rank %d, device %s", info.world_size, info.rank, device)
-        best = Trainer(cfg, train_options(args, sync_bn=args.sync_bn), device, info).train()
+        kept = Trainer(cfg, train_options(args, sync_bn=args.sync_bn), device, info).train()
         if info.is_main:
-            for tag, metrics in best.items():
-                log.info("best %s: %s", "model" if tag == "n" else "EMA", metrics)
+            for tag, metrics in kept.items():
+                log.info("kept %s (keep: %s): %s", "model" if tag == "n" else "EMA", cfg["keep"], metrics)
     return EXIT_OK
 
 

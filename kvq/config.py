@@ -147,6 +147,10 @@ SCHEMA: dict[str, Opt] = {
     "ema": boolean(True, "keep an exponential moving average of the weights (validated too)"),
     "ema_decay": num(0.999, "EMA decay per step"),
     "save_model": boolean(True, "write checkpoints"),
+    "keep": string("best", "weights of the kept checkpoints (<name>_head_<test_set>_{n,s}_finetuned.pth, model "
+                   "and EMA; what test.py, load_scorer and run_splits.py score): 'best' = the val epoch of best "
+                   "SROCC+PLCC; 'last' = after the final epoch (still validated and reported; a val split too "
+                   "small to pick an epoch on, docs/demo.md)", choices=["best", "last"], nullable=False),
     "batch_size": integer(4, "training batch size (per process under DDP)"),
     "num_workers": integer(6, "data-loader worker processes"),
     "split_seed": integer(42, "", deprecated="stored by the reference without effect; ignored"),
@@ -174,7 +178,7 @@ SCHEMA: dict[str, Opt] = {
     "calibration": mapping(
         {
             "enabled": boolean(True, "after training, fit a map from raw outputs to the MOS scale on the train "
-                               "split and store it in the best checkpoints (docs/calibration.md)"),
+                               "split and store it in the kept checkpoints (docs/calibration.md)"),
             "max_videos": Opt((int,), 1000, "train videos scored for the fit: a seeded random subset of this "
                               "many (null = all)"),
         },

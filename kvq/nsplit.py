@@ -1,13 +1,14 @@
 """The n-split protocol: repeated grouped train/val/test splits of a config's labelled videos,
 each trained through the normal engine (`kvq.trainer.Trainer`), the checkpoint chosen on the
-val part only, the test part scored once with it.
+val part only (config `keep`: the best val epoch, or the final epoch's weights; model or EMA by
+val SROCC+PLCC), the test part scored once with it.
 
 Layout under the output folder:
     splits.json                      the pooled videos, their groups and the split settings
     split_00/{train,val,test}.csv    the parts (`.txt`, 4 columns, for ksvqe/dover lists)
     split_00/config.yml              the config reading them (data.train / data.val / data.test)
     split_00/checkpoint/             the Trainer's checkpoints, plots and history
-    split_00/test_predictions.csv    the test part scored with the val-selected checkpoint
+    split_00/test_predictions.csv    the test part scored with the kept checkpoint
     split_00/result.json             written last (atomically): its presence marks the split done
     results.csv, results_box.png     per-split test metrics, then median / mean / std rows
 """
@@ -257,7 +258,7 @@ def run_splits(cfg: Config, opts: SplitOptions, device: torch.device,
 def _run_one(cfg: Config, index: int, parts: Mapping[str, list[int]], groups: Sequence[str], fmt: str,
              files: Mapping[str, Path], split_dir: Path, opts: SplitOptions, device: torch.device,
              info: DistInfo) -> dict[str, Any]:
-    """Train split `index`, pick the val-best checkpoint (model or EMA), score the test part."""
+    """Train split `index`, pick the kept checkpoint (model or EMA, by val SROCC+PLCC), score the test part."""
     t0 = time.time()
     split_cfg = split_config(cfg, files, fmt, index)
     if info.is_main:  # to score the parts again: test.py -o split_NN/config.yml --checkpoint ...
@@ -270,9 +271,9 @@ def _run_one(cfg: Config, index: int, parts: Mapping[str, list[int]], groups: Se
     log.info("split %d/%d: %s", index + 1, opts.splits,
              ", ".join(f"{p} {len(ix)} videos / {len({groups[k] for k in ix})} groups" for p, ix in parts.items()))
     trainer = Trainer(split_cfg, train_opts, device, info)
-    best = trainer.train()
-    chosen = [max(sorted(best), key=lambda t: selection_score(best[t])) if info.is_main else None]
-    if info.enabled:  # only rank 0 knows the best epochs
+    kept = trainer.train()
+    chosen = [max(sorted(kept), key=lambda t: selection_score(kept[t])) if info.is_main else None]
+    if info.enabled:  # only rank 0 knows the kept epochs
         dist.broadcast_object_list(chosen, src=0)
     tag = chosen[0]
     checkpoint = trainer.ckpt_path(tag)
@@ -282,8 +283,8 @@ def _run_one(cfg: Config, index: int, parts: Mapping[str, list[int]], groups: Se
         return {}
     return {"split": index, **{f"n_{p}": len(ix) for p, ix in parts.items()},
             **{f"groups_{p}": len({groups[k] for k in ix}) for p, ix in parts.items()},
-            "selected": "model" if tag == "n" else "EMA", "epoch": best[tag]["epoch"],
-            **{f"val_{k}": best[tag][k] for k in ("SROCC", "PLCC")}, **test,
+            "selected": "model" if tag == "n" else "EMA", "epoch": kept[tag]["epoch"],
+            **{f"val_{k}": kept[tag][k] for k in ("SROCC", "PLCC")}, **test,
             "checkpoint": str(checkpoint), "seconds": round(time.time() - t0, 1)}
 
 
@@ -301,7 +302,7 @@ RESULT_COLUMNS = ("split", "n_train", "n_val", "n_test", "groups_train", "groups
                   "epoch", "val_SROCC", "val_PLCC", *CORRELATIONS)
 
 
-def write_results(out_dir: Path, results: Sequence[Mapping[str, Any]]) -> tuple[Path, Path]:
+def write_results(out_dir: Path, results: Sequence[Mapping[str, Any]], keep: str = "best") -> tuple[Path, Path]:
     """results.csv (one row per split, then median / mean / std rows of the test metrics) and
     results_box.png; both atomically."""
     summary = summarize(results)
@@ -315,5 +316,6 @@ def write_results(out_dir: Path, results: Sequence[Mapping[str, Any]]) -> tuple[
             w.writerow([stat] + [""] * (len(RESULT_COLUMNS) - 1 - len(CORRELATIONS))
                        + [f"{summary[k][stat]:.6f}" for k in CORRELATIONS])
     plot = splits_box_plot(results, out_dir / "results_box.png",
-                           f"{len(results)} grouped splits: test metrics (epoch chosen on val)")
+                           f"{len(results)} grouped splits: test metrics "
+                           f"({'epoch chosen on val' if keep == 'best' else 'final epoch'})")
     return csv_path, plot

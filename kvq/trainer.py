@@ -1,8 +1,9 @@
 """The training engine shared by train.py (DataParallel) and train_ddp.py (DDP).
 
 One epoch = train over the train split (random sampling, EMA updated each step), then
-validate the model ('n') and its EMA ('s') on the val split, keep the best of each by
-SROCC + PLCC of that epoch, and write a full training state for `--resume_from`.
+validate the model ('n') and its EMA ('s') on the val split, keep a checkpoint of each (config
+`keep`: the best epoch by SROCC + PLCC, or the final epoch's weights), and write a full training
+state for `--resume_from`.
 """
 from __future__ import annotations
 
@@ -164,6 +165,7 @@ class Trainer:
         self.model = self._wrap(model)
         self.start_epoch = 0
         self.best: dict[str, dict[str, float]] = {}
+        self.final: dict[str, dict[str, float]] = {}  # the final epoch's val metrics (keep: last)
         self.history: list[dict[str, float]] = []
         self.writer = None
         if cfg["tensorboard"] and self.dist.is_main:
@@ -285,6 +287,7 @@ class Trainer:
             "epoch": epoch,
             "rng": rng_states,
             "best": self.best,
+            "final": self.final,
             "history": self.history,
             "config": dict(self.cfg),
         }
@@ -310,6 +313,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = state["epoch"] + 1
         self.best = state["best"]
+        self.final = state.get("final", {})  # states written before `keep` existed
         self.history = state["history"]
         states = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
         if len(states) == self.dist.world_size:
@@ -322,8 +326,13 @@ class Trainer:
         log.info("resumed from %s at epoch %d", path, self.start_epoch)
 
     # -- training ---------------------------------------------------------------------------
+    @property
+    def kept(self) -> dict[str, dict[str, float]]:
+        """Val metrics (and epoch) of the kept checkpoints per tag ('n', 's'), as config `keep` chose them."""
+        return self.final if self.cfg["keep"] == "last" else self.best
+
     def train(self) -> dict[str, dict[str, float]]:
-        """Run the remaining epochs; return the best validation metrics per tag ('n', 's')."""
+        """Run the remaining epochs; return `kept`: the val metrics of the kept checkpoints per tag."""
         if self.dist.is_main:
             self.opts.output_dir.mkdir(parents=True, exist_ok=True)
             log.info("environment: %s", environment_summary(self.device))
@@ -362,7 +371,7 @@ class Trainer:
             curves_plot(self.history, self.opts.output_dir / f"{self.cfg['name']}_{self.opts.test_set}_curves.png")
             atomic_write_text(self.opts.output_dir / f"{self.cfg['name']}_{self.opts.test_set}_history.json",
                               json.dumps(self.history, indent=1))
-        return self.best
+        return self.kept
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], list[str]]:
         """One pass over the training split; returns ({train_loss, train_contrastive_loss (KSVQE)}
@@ -426,7 +435,8 @@ class Trainer:
         return all_reduce_sum([has_data], self.dist, self.device)[0] == self.dist.world_size
 
     def validate(self, epoch: int) -> dict[str, float]:
-        """Metrics of the model ('n') and the EMA ('s'), both in eval mode; saves the bests."""
+        """Metrics of the model ('n') and the EMA ('s'), both in eval mode; tracks the bests and saves
+        the kept checkpoints (`keep: best`: each new best; `keep: last`: the final epoch's)."""
         record: dict[str, float] = {}
         models = {"n": bare(self.model)}
         if self.ema:
@@ -449,28 +459,32 @@ class Trainer:
             scatter_plot(preds.scores, preds.labels,
                          self.opts.output_dir / "plots" / f"{self.cfg['name']}_epoch{epoch:03d}_{tag}.png",
                          f"{self.cfg['name']} epoch {epoch} ({'model' if tag == 'n' else 'EMA'})", metrics)
+            summary = {**{k: metrics[k] for k in CORRELATIONS}, "epoch": epoch, "fit": metrics["fit"]}
             best = self.best.get(tag)
             if best is None or selection_score(metrics) > selection_score(best):
-                self.best[tag] = {**{k: metrics[k] for k in CORRELATIONS}, "epoch": epoch,
-                                  "fit": metrics["fit"]}
-                if self.cfg["save_model"]:
-                    self._save_best(tag, self.best[tag], epoch, model)
+                self.best[tag] = summary
+                if self.cfg["save_model"] and self.cfg["keep"] == "best":
+                    self._save_best(tag, summary, epoch, model)
+            if epoch == self.cfg["num_epochs"] - 1:
+                self.final[tag] = summary
+                if self.cfg["save_model"] and self.cfg["keep"] == "last":
+                    self._save_best(tag, summary, epoch, model)
         if self.dist.enabled:
             dist.barrier()
         return record
 
     def calibrate(self) -> None:
-        """Fit each saved best model's calibration (kvq/calibration.py) on the train split, scored
+        """Fit each kept model's calibration (kvq/calibration.py) on the train split, scored
         as test.py scores (phase 'test', the test/val views); store it in that checkpoint under
         "calibration" and all of them in the last state under "best_calibration". Under DDP each
         rank scores a shard and rank 0 fits and writes."""
         settings = self.cfg["calibration"]
         if not (settings["enabled"] and self.cfg["save_model"]):
             return
-        saved = [t for t in ("n", "s") if (t in self.best or t == "n" and self.val_loader is None)
+        saved = [t for t in ("n", "s") if (t in self.kept or t == "n" and self.val_loader is None)
                  and self.ckpt_path(t).is_file()]
         shared = [saved]
-        if self.dist.enabled:  # only rank 0 knows the best epochs
+        if self.dist.enabled:  # only rank 0 knows the kept epochs
             dist.broadcast_object_list(shared, src=0)
         dataset = build_dataset(train_scoring_spec(self.cfg))
         cache = self.caches.get("train")  # the same videos, scored the same way, already computed

@@ -5,8 +5,8 @@
 
 Pools the labelled videos of data.train/val/test, makes `--splits` random splits in which no
 group (the annotation's `group` column) is in two parts, trains each split with the config
-(train.py's engine), keeps the checkpoint of the best val epoch (model or EMA, by val SROCC+PLCC)
-and scores the test part with it once. Prints and writes test SROCC/PLCC/KROCC/RMSE per split,
+(train.py's engine), keeps the checkpoint of the best val epoch, or of the final one with config
+`keep: last` (model or EMA, by val SROCC+PLCC), and scores the test part with it once. Prints and writes test SROCC/PLCC/KROCC/RMSE per split,
 median and mean +- std (results.csv, results_box.png). Run it again to resume: finished splits
 are skipped, an interrupted one continues from its last epoch. Exit statuses: docs/commands.md "Exit statuses".
 """
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run_splits(cfg, opts, device, info)
     if not info.is_main:
         return EXIT_OK
-    csv_path, plot = write_results(out, results)
+    csv_path, plot = write_results(out, results, cfg["keep"])
     print(f"{'split':>5} {'epoch':>5} {'selected':>8} " + " ".join(f"{k:>7}" for k in CORRELATIONS))
     for r in results:
         print(f"{r['split']:>5} {r['epoch']:>5} {r['selected']:>8} " + " ".join(f"{r[k]:7.4f}" for k in CORRELATIONS))

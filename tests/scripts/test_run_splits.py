@@ -97,6 +97,17 @@ def test_two_splits_then_resume(data: Path, tmp_path: Path, monkeypatch, capsys)
         run(cfg, out, "--seed", "2")
 
 
+def test_keep_last_scores_the_final_epoch(data: Path, tmp_path: Path) -> None:
+    """keep: last: each split's test part is scored with the weights after the final epoch."""
+    import torch
+
+    cfg, out = write_config(tmp_path, data, num_epochs=3, keep="last"), tmp_path / "runs"
+    assert run(cfg, out, "--splits", "1") == 0
+    result = json.loads((out / "split_00" / "result.json").read_text())
+    assert result["epoch"] == 2
+    assert torch.load(result["checkpoint"], weights_only=False)["epoch"] == 2
+
+
 def test_groups_are_required(data: Path, tmp_path: Path) -> None:
     cfg = load_config(write_config(tmp_path, data, anno="train.csv"))
     pool = nsplit.pool_records(cfg)
