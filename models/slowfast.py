@@ -14,9 +14,9 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from pytorchvideo.models.hub import slowfast_r50
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from kvq.weights import WEIGHTS, resolve_weight
@@ -139,15 +139,17 @@ def preprocess_frames(frames: np.ndarray | torch.Tensor, size: int = 224) -> tor
     """RGB uint8 frames [T, H, W, 3] -> normalised float32 [3, T, size, size].
 
     Resize to size x size (aspect ratio not kept), /255, mean 0.45, std 0.225, as the reference
-    (PIL `transforms.Resize([224, 224])` bilinear, `ToTensor`, `Normalize`). The resize here is
-    torchvision's antialiased bilinear on uint8 tensors; it differs from PIL's by at most one grey
-    level (0.0174 after normalisation) on a minority of pixels (about 5-20% on noise images).
+    (PIL `transforms.Resize([224, 224])` bilinear, `ToTensor`, `Normalize`). The resize is torch's
+    antialiased bilinear on uint8 frames in channels-last memory, which computes with PIL's
+    fixed-point weights: where it downscales, it differs from PIL's by one grey level (0.0174 after
+    normalisation) on about 0.2% of the values of noise images (a side enlarged: about 25%), and it
+    is about 20x faster than resizing in float.
     """
-    x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    x = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames.contiguous()
     if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames [T, H, W, 3], got {x.dtype} {tuple(x.shape)}")
-    x = x.permute(0, 3, 1, 2)
-    x = TF.resize(x, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    x = F.interpolate(x.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", align_corners=False,
+                      antialias=True)
     x = x.float().div_(255.0)
     mean = torch.tensor(SLOWFAST_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(SLOWFAST_STD, dtype=x.dtype).view(1, 3, 1, 1)

@@ -173,16 +173,18 @@ def test_preprocess_constant_frames() -> None:
 
 
 def test_preprocess_close_to_reference_pil_pipeline() -> None:
-    """The reference: PIL Resize([224, 224]) -> ToTensor -> Normalize(0.45, 0.225); at most one grey level apart."""
+    """The reference: PIL Resize([224, 224]) -> ToTensor -> Normalize(0.45, 0.225); at most one grey level apart.
+    Downscaled (any video frame of at least 224 px a side): on under 1% of the values (resizing in float and
+    rounding, as before, differed on about 12%); a side enlarged: on about a quarter."""
     image_module = pytest.importorskip("PIL.Image")
     from torchvision import transforms
 
     reference = transforms.Compose([transforms.Resize([224, 224]), transforms.ToTensor(),
                                     transforms.Normalize([0.45] * 3, [0.225] * 3)])
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (2, 300, 170, 3), dtype=np.uint8)
-    expected = torch.stack([reference(image_module.fromarray(f)) for f in frames], dim=1)
-    out = preprocess_frames(torch.from_numpy(frames))
-    diff = (out - expected).abs()
-    assert diff.max() <= 1 / 255 / 0.225 + 1e-5
-    assert (diff > 1e-5).float().mean() < 0.25
+    for shape, differing in (((2, 300, 170, 3), 0.3), ((2, 540, 960, 3), 0.01)):
+        frames = rng.integers(0, 256, shape, dtype=np.uint8)
+        expected = torch.stack([reference(image_module.fromarray(f)) for f in frames], dim=1)
+        diff = (preprocess_frames(torch.from_numpy(frames)) - expected).abs()
+        assert diff.max() <= 1 / 255 / 0.225 + 1e-5
+        assert (diff > 1e-5).float().mean() < differing
