@@ -149,8 +149,9 @@ def preprocess_frames(frames: np.ndarray | torch.Tensor, size: int = 224) -> tor
     if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames [T, H, W, 3], got {x.dtype} {tuple(x.shape)}")
     x = F.interpolate(x.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", align_corners=False,
-                      antialias=True)
-    x = x.float().div_(255.0)
-    mean = torch.tensor(SLOWFAST_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(SLOWFAST_STD, dtype=x.dtype).view(1, 3, 1, 1)
-    return ((x - mean) / std).permute(1, 0, 2, 3).contiguous()
+                      antialias=True)  # [T, 3, size, size], channels-last memory
+    out = torch.empty((3, x.shape[0], size, size), dtype=torch.float32)
+    out.copy_(x.permute(1, 0, 2, 3))  # one pass: uint8 -> float and the [3, T] layout
+    mean = torch.tensor(SLOWFAST_MEAN, dtype=out.dtype).view(3, 1, 1, 1)
+    std = torch.tensor(SLOWFAST_STD, dtype=out.dtype).view(3, 1, 1, 1)
+    return out.div_(255.0).sub_(mean).div_(std)
