@@ -58,13 +58,17 @@ def test_layout_shapes_and_resume(videos: Path, tmp_path: Path) -> None:
 
 
 IMPORTS_RUNNER = """
-import runpy, sys
+import os, runpy, sys
+def report(status):
+    heavy = sorted(m for m in ("torchvision", "torch._dynamo", "pytorchvideo") if m in sys.modules)
+    print("STATUS", status, "HEAVY", heavy, flush=True)
+end = os._exit  # the script ends with os._exit (run_main fast_exit)
+os._exit = lambda status: (report(status), end(status))
 sys.argv = ["SlowFast_features.py", *sys.argv[1:]]
 try:
     runpy.run_path("SlowFast_features.py", run_name="__main__")
 except SystemExit as e:
-    status = e.code
-print("STATUS", status, "HEAVY", sorted(m for m in ("torchvision", "torch._dynamo", "pytorchvideo") if m in sys.modules))
+    report(e.code)
 """
 
 
