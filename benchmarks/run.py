@@ -36,8 +36,8 @@ Sections (--only, comma-separated):
             github.com/lixinustc/KVQ-Challenge-CVPR-NTIRE2024) on the same clips, side by side with
             ours: its KSVQE and SimpleVQA test views (its own Dataset classes, imported from DIR by
             benchmarks/reference_views.py) and its SlowFast_features.py (random weights: a random
-            checkpoint in a private TORCH_HOME, --num_workers 0 as ours); ratio = reference / ours
-            (> 1: ours faster). Skipped, with the reason, without --reference or when DIR or
+            checkpoint in a private TORCH_HOME, --num_workers 0 as ours; ours is run again right
+            before it, clip by clip); ratio = reference / ours (> 1: ours faster). Skipped, with the reason, without --reference or when DIR or
             OpenCV is missing (--reference_python / --reference_pythonpath: see docs/benchmarks.md)
 
 Clips are H.264 (libx264 veryfast, CRF 23, yuv420p, 30 fps; testsrc2 with temporal noise) made with
@@ -367,13 +367,13 @@ def feature_arrays(folder: Path) -> np.ndarray:
                            for p in ("slow", "fast")])
 
 
-def bench_slowfast(ctx: Context) -> list[dict[str, Any]]:
+def bench_slowfast(ctx: Context, clips: Optional[Sequence[Clip]] = None) -> list[dict[str, Any]]:
     """Ours in fp32 (the default) and, where the CPU has native bf16, with --amp bf16 (with the
-    largest feature difference to fp32)."""
+    largest feature difference to fp32), on `clips` (default: the plan's)."""
     rows = []
     amps = ("off", "bf16") if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ("off",)
     weights = random_reference_checkpoint(ctx.work)  # loaded as a user's Kinetics file, as the reference does
-    for clip in ctx.plan.slowfast_clips:
+    for clip in clips or ctx.plan.slowfast_clips:
         path = make_clip(clip, ctx.work / "clips")
         info = video_info(path)
         for amp in amps:
@@ -454,8 +454,9 @@ def random_reference_checkpoint(work: Path) -> Path:
 
 
 def bench_reference(args: argparse.Namespace, ctx: Context, summary: dict[str, Any]) -> dict[str, Any]:
-    """The reference's views and SlowFast_features.py beside ours (measured in this run when their
-    sections did not run); ratio = reference / ours."""
+    """The reference's views and SlowFast_features.py beside ours (our views from the views section
+    when it ran; our SlowFast_features.py measured again right before the reference's, clip by
+    clip); ratio = reference / ours."""
     why = reference_missing(args)
     if why:
         return {"skipped": why}
@@ -471,9 +472,10 @@ def bench_reference(args: argparse.Namespace, ctx: Context, summary: dict[str, A
         for path in ctx.videos:
             rows.append({"measure": f"{model} test view, s/video", "video": path.name,
                          "ours": ours_views[model, path.name], "reference": theirs[path.name]})
-    ours_sf = {(r["video"], r["amp"]): r for r in summary.get("slowfast") or bench_slowfast(ctx)}
     home = random_reference_checkpoint(ctx.work).parents[2]
     for clip in ctx.plan.slowfast_clips:
+        # ours again right before the reference, clip by clip: the machine's load drifts over minutes
+        ours_sf = {(r["video"], r["amp"]): r for r in bench_slowfast(ctx, [clip])}
         cmd = [args.reference_python, *slowfast_command(clip, ctx, args.reference / "SlowFast_features.py",
                                                         ctx.work / "slowfast" / f"reference_out_{clip.name}")]
         seconds, rss = run_measured(cmd, ctx.work / "slowfast" / f"reference_{clip.name}.log",

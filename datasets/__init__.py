@@ -3,7 +3,7 @@
 The Dataset classes (datasets.kvq_datasets, which registers them in kvq.registry.DATASETS) import
 torch; they are imported on first use of a name below, so that the light modules
 (datasets.annotations, datasets.converters, ...) and the CLIs that only need those stay fast.
-Code that reads DATASETS by name imports datasets.kvq_datasets first.
+DATASETS imports datasets.kvq_datasets on its first lookup.
 """
 from __future__ import annotations
 

@@ -183,9 +183,14 @@ def is_user_error(error: BaseException) -> bool:
     return isinstance(error, (FileNotFoundError, *(c for c in classes if c is not None)))
 
 
-def run_main(main: Callable[[Sequence[str] | None], int]) -> None:
+def run_main(main: Callable[[Sequence[str] | None], int], fast_exit: bool = False) -> None:
     """Run a CLI main and exit with its status; user errors (`is_user_error`) end with a message
-    and exit 2, anything else with a traceback and exit 1."""
+    and exit 2, anything else with a traceback and exit 1.
+
+    fast_exit: once main has returned, flush the logs and standard streams and end the process
+    with `os._exit`, skipping the interpreter's teardown of torch's modules (about 1 s on a 2-core
+    CPU). Only for commands whose work is finished on return: every file written and closed, no
+    worker processes or threads left."""
     try:
         status = main(None)
     except Exception as e:
@@ -193,4 +198,9 @@ def run_main(main: Callable[[Sequence[str] | None], int]) -> None:
             raise
         logging.getLogger("kvq").error("error: %s", e)
         status = EXIT_USAGE
+    if fast_exit:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     sys.exit(status)

@@ -331,12 +331,10 @@ def _registries() -> tuple[Registry, Mapping[str, type], Registry]:
     """(BACKBONES, HEADS, DATASETS), filled.
 
     kvq.config is a base layer: models/ and datasets/ import it, and they register their classes
-    in kvq.registry when imported (which imports torch). So they are imported here, when a config
-    is validated, never at the top of this module: `import kvq.config` stays cheap (`-h`,
-    `describe_schema`) and has no import cycle, and every config is checked against the full
-    registries before anything is built."""
-    import datasets.kvq_datasets  # noqa: F401  (registers the datasets)
-    import models  # noqa: F401  (registers the backbones)
+    in kvq.registry when imported (which imports torch). BACKBONES and DATASETS import them on
+    their first lookup, and HEADS is imported here, when a config is validated, never at the top
+    of this module: `import kvq.config` stays cheap (`-h`, `describe_schema`) and has no import
+    cycle, and every config is checked against the full registries before anything is built."""
     from models.heads import HEADS
 
     return BACKBONES, HEADS, DATASETS

@@ -20,7 +20,6 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 import torch
 from torch import nn
 
-import models  # noqa: F401  (registers every backbone)
 from kvq.checkpoint import load_into
 from kvq.registry import BACKBONES
 from models.modulation import distortion_contrastive_loss

@@ -92,7 +92,6 @@ def split_problems(cfg: Mapping[str, Any], split: str, labels: str) -> tuple[lis
 def weight_problems(cfg: Mapping[str, Any]) -> list[str]:
     """Pretrained weight files the model will load that are not found (kvq.weights' search), and
     SimpleVQA views normalised otherwise than the spatial branch's weight record says."""
-    import models  # noqa: F401  (registers the backbones)
     from models.network import pretrained_weights
     from kvq.weights import MissingWeightsError, resolve_weight
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Dict, Iterable, Optional
+import importlib
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
 
 def nearest(name: str, choices: Iterable[str]) -> Optional[str]:
@@ -20,14 +21,26 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 class Registry:
     """Maps config names to classes/functions.
 
+    `modules`: the modules whose import registers the items, imported on the first lookup (`get`,
+    `names`, `in`), not before: so importing one of them (models.slowfast for SlowFast_features.py)
+    does not import the others (torchvision and torch._dynamo, 1.6 s), and whoever looks a name up
+    sees every item.
+
     >>> BACKBONES = Registry("backbone")
     >>> @BACKBONES.register("simpleVQA")
     ... class SimpleVQABackbone: ...
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, modules: Sequence[str] = ()) -> None:
         self.kind = kind
         self._items: Dict[str, Any] = {}
+        self._pending = tuple(modules)
+
+    def _import_modules(self) -> None:
+        """Import the registering modules not imported yet (one that fails stays pending)."""
+        while self._pending:
+            importlib.import_module(self._pending[0])
+            self._pending = self._pending[1:]
 
     def register(self, name: Optional[str] = None) -> Callable[[Any], Any]:
         def deco(obj: Any) -> Any:
@@ -40,6 +53,7 @@ class Registry:
         return deco
 
     def get(self, name: str) -> Any:
+        self._import_modules()
         if name not in self._items:
             raise KeyError(
                 f"unknown {self.kind} '{name}'{did_you_mean(name, self._items)}; "
@@ -48,11 +62,13 @@ class Registry:
         return self._items[name]
 
     def names(self) -> list[str]:
+        self._import_modules()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._import_modules()
         return name in self._items
 
 
-BACKBONES = Registry("backbone")
-DATASETS = Registry("dataset")
+BACKBONES = Registry("backbone", modules=("models.ksvqe", "models.simplevqa", "models.swin3d"))
+DATASETS = Registry("dataset", modules=("datasets.kvq_datasets",))

@@ -1,9 +1,11 @@
-"""Quality models. Importing this package registers every backbone (see `kvq.registry.BACKBONES`)."""
+"""Quality models. The backbone modules (models.ksvqe, models.simplevqa, models.swin3d) register
+their classes in `kvq.registry.BACKBONES`, which imports them on its first lookup: this package
+imports none of them, so that models.slowfast alone (SlowFast_features.py) does not import
+torchvision."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from models import ksvqe, simplevqa, swin3d  # noqa: F401  (register the backbones)
 from models.network import VQANetwork
 
 

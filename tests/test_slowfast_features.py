@@ -1,4 +1,6 @@
-"""SlowFast_features.py: file layout, clip plan, resume, bad videos (random-weight network)."""
+"""SlowFast_features.py: file layout, clip plan, resume, bad videos (random-weight network), imports."""
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,34 @@ def test_layout_shapes_and_resume(videos: Path, tmp_path: Path) -> None:
     stamp = (a / "feature_0_slow_feature.npy").stat().st_mtime_ns
     assert run(videos, tmp_path) == 0  # resume: nothing redone
     assert (a / "feature_0_slow_feature.npy").stat().st_mtime_ns == stamp
+
+
+IMPORTS_RUNNER = """
+import os, runpy, sys
+def report(status):
+    heavy = sorted(m for m in ("torchvision", "torch._dynamo", "pytorchvideo") if m in sys.modules)
+    print("STATUS", status, "HEAVY", heavy, flush=True)
+end = os._exit  # the script ends with os._exit (run_main fast_exit)
+os._exit = lambda status: (report(status), end(status))
+sys.argv = ["SlowFast_features.py", *sys.argv[1:]]
+try:
+    runpy.run_path("SlowFast_features.py", run_name="__main__")
+except SystemExit as e:
+    report(e.code)
+"""
+
+
+def test_run_imports_neither_torchvision_nor_dynamo_nor_pytorchvideo(videos: Path, tmp_path: Path) -> None:
+    """A whole SlowFast_features.py run in a fresh interpreter: torchvision (whose ops import torch._dynamo)
+    and pytorchvideo cost 1.6 s of start-up and 170 MiB; the extractor needs neither."""
+    (tmp_path / "one.csv").write_text("filename,score\nb.mp4,2\n")
+    args = ["--video_root", str(videos), "--video_csv", str(tmp_path / "one.csv"), "--feature_save_folder",
+            str(tmp_path), "--database", "db", "--no_pretrained", "--num_workers", "1", "--gpu_ids", "cpu",
+            "--no_progress"]
+    proc = subprocess.run([sys.executable, "-c", IMPORTS_RUNNER, *args], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.stdout.strip().endswith("STATUS 0 HEAVY []"), (proc.stdout[-500:], proc.stderr[-2000:])
+    assert (tmp_path / "db" / "b.mp4" / MARKER).is_file()
 
 
 def test_undecodable_video_is_reported_others_done(videos: Path, tmp_path: Path, capsys) -> None:

@@ -3,6 +3,7 @@ statuses, third-party warning filters, GPUs that are named but not there."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -157,6 +158,23 @@ def test_run_main_exit_statuses(caplog) -> None:
     assert e.value.code == cli.EXIT_PARTIAL
     with pytest.raises(ZeroDivisionError):  # a bug: traceback, exit 1
         cli.run_main(raising(ZeroDivisionError()))
+
+
+def test_run_main_fast_exit_flushes_output_and_keeps_the_status(tmp_path) -> None:
+    """fast_exit ends with os._exit: what is still buffered (stdout to a pipe, a log file) must be written first."""
+    log_file = tmp_path / "run.log"
+    code = ("import logging, sys; from kvq import cli\n"
+            f"logging.basicConfig(filename={str(log_file)!r}, level=logging.INFO)\n"
+            "def main(_argv):\n"
+            "    print('scored 3 videos')\n"
+            "    logging.getLogger('kvq').info('csv written')\n"
+            "    return cli.EXIT_PARTIAL\n"
+            "cli.run_main(main, fast_exit=True)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout to a pipe: block-buffered
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == cli.EXIT_PARTIAL, done.stderr
+    assert done.stdout == "scored 3 videos\n"
+    assert "csv written" in log_file.read_text()
 
 
 def gpus(monkeypatch, count: int) -> list:
