@@ -15,7 +15,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -154,7 +154,7 @@ class Trainer:
         if standardized and not cfg["cache_features"]:
             raise ConfigError(f"{getattr(cfg, 'source', 'config')}: model.args.{standardized[0]}.head.standardize "
                               "needs cache_features: true (its statistics are those of the cached train features)")
-        self.caches = self._cache_features(model) if cfg["cache_features"] else {}
+        self.caches = self._cache_features(model, standardized) if cfg["cache_features"] else {}
         self.ema = ModelEMA(model, cfg["ema_decay"]) if cfg["ema"] else None
         self.optimizer = build_optimizer(model, cfg["optimizer"])
         steps = len(self._cached_batches()) if self.caches else len(self.train_loader)
@@ -206,9 +206,10 @@ class Trainer:
                           num_workers=self.cfg["num_workers"], collate_fn=collate,
                           pin_memory=self.device.type == "cuda")
 
-    def _cache_features(self, model: nn.Module) -> dict[str, FeatureCache]:
+    def _cache_features(self, model: nn.Module, standardized: Sequence[str]) -> dict[str, FeatureCache]:
         """`cache_features`: the frozen backbones' outputs on the train split (scored as test.py
-        scores: the test-phase view, so without train-time augmentation) and the val split."""
+        scores: the test-phase view, so without train-time augmentation) and the val split; the
+        `standardized` keys' heads get the train features' statistics."""
         source = getattr(self.cfg, "source", "config")
         if not self.cfg["freeze_backbone"]:
             raise ConfigError(f"{source}: cache_features needs freeze_backbone: true (the cache holds the "
@@ -228,10 +229,8 @@ class Trainer:
                                            progress)
         log.info("cache_features: backbone features of %s computed in %.1f s; the heads train on them",
                  ", ".join(f"{len(c)} {split}" for split, c in caches.items()), time.time() - t0)
-        for key in model.key_names:
-            head = getattr(model, f"{key}_head")
-            if getattr(head, "standardize", False):
-                head.fit_standardization(caches["train"].features[key].to(self.device))
+        for key in standardized:
+            getattr(model, f"{key}_head").fit_standardization(caches["train"].features[key].to(self.device))
         return caches
 
     def _cached_batches(self) -> list[torch.Tensor]:
@@ -489,9 +488,10 @@ class Trainer:
         dataset = build_dataset(train_scoring_spec(self.cfg))
         cache = self.caches.get("train")  # the same videos, scored the same way, already computed
         indices = calibration_indices(len(cache or dataset), settings["max_videos"], self.seed)
-        loader = DataLoader(Subset(SkipUnreadable(dataset), indices[self.dist.rank::self.dist.world_size]),
-                            batch_size=1, shuffle=False, num_workers=self.cfg["num_workers"],
-                            collate_fn=collate, pin_memory=self.device.type == "cuda")  # batch 1: as validation
+        loader = None if cache is not None else DataLoader(
+            Subset(SkipUnreadable(dataset), indices[self.dist.rank::self.dist.world_size]), batch_size=1,
+            shuffle=False, num_workers=self.cfg["num_workers"], collate_fn=collate,
+            pin_memory=self.device.type == "cuda")  # batch 1: as validation
         scale = mos_range(self.cfg, [r.label for r in dataset.records])
         model = copy.deepcopy(bare(self.model))
         fitted: dict[str, dict[str, Any]] = {}

@@ -42,10 +42,6 @@ FUSION_RATIO = 2  # fusion output channels / fast channels
 KINETICS_CLASSES = 400
 
 
-def batch_norm(channels: int) -> nn.BatchNorm3d:
-    return nn.BatchNorm3d(channels, eps=1e-5, momentum=0.1)
-
-
 class BasicStem(nn.Module):
     """[N, 3, T, H, W] -> [N, C, T, H/4, W/4]: conv (kt, 7, 7) stride (1, 2, 2), BatchNorm, ReLU,
     max pool (1, 3, 3) stride (1, 2, 2) (pytorchvideo `ResNetBasicStem`)."""
@@ -54,7 +50,7 @@ class BasicStem(nn.Module):
         super().__init__()
         self.conv = nn.Conv3d(3, out_channels, (temporal_kernel, 7, 7), stride=(1, 2, 2),
                               padding=(temporal_kernel // 2, 3, 3), bias=False)
-        self.norm: Optional[nn.BatchNorm3d] = batch_norm(out_channels)
+        self.norm: Optional[nn.BatchNorm3d] = nn.BatchNorm3d(out_channels)
         self.activation = nn.ReLU()
         self.pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
 
@@ -74,14 +70,14 @@ class Bottleneck(nn.Module):
         super().__init__()
         self.conv_a = nn.Conv3d(dim_in, dim_inner, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0),
                                 bias=False)
-        self.norm_a: Optional[nn.BatchNorm3d] = batch_norm(dim_inner)
+        self.norm_a: Optional[nn.BatchNorm3d] = nn.BatchNorm3d(dim_inner)
         self.act_a = nn.ReLU()
         self.conv_b = nn.Conv3d(dim_inner, dim_inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1),
                                 bias=False)
-        self.norm_b: Optional[nn.BatchNorm3d] = batch_norm(dim_inner)
+        self.norm_b: Optional[nn.BatchNorm3d] = nn.BatchNorm3d(dim_inner)
         self.act_b = nn.ReLU()
         self.conv_c = nn.Conv3d(dim_inner, dim_out, (1, 1, 1), bias=False)
-        self.norm_c: Optional[nn.BatchNorm3d] = batch_norm(dim_out)
+        self.norm_c: Optional[nn.BatchNorm3d] = nn.BatchNorm3d(dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv, norm, act in ((self.conv_a, self.norm_a, self.act_a), (self.conv_b, self.norm_b, self.act_b),
@@ -104,7 +100,7 @@ class ResBlock(nn.Module):
         projected = dim_in != dim_out or stride != 1
         self.branch1_conv = (nn.Conv3d(dim_in, dim_out, (1, 1, 1), stride=(1, stride, stride), bias=False)
                              if projected else None)
-        self.branch1_norm: Optional[nn.BatchNorm3d] = batch_norm(dim_out) if projected else None
+        self.branch1_norm: Optional[nn.BatchNorm3d] = nn.BatchNorm3d(dim_out) if projected else None
         self.branch2 = Bottleneck(dim_in, dim_inner, dim_out, temporal_kernel, stride)
         self.activation = nn.ReLU()
         self.branch_fusion = operator.add  # (shortcut, branch) -> their sum
@@ -144,7 +140,7 @@ class FastToSlowFusion(nn.Module):
         out = fast_channels * FUSION_RATIO
         self.conv_fast_to_slow = nn.Conv3d(fast_channels, out, (7, 1, 1), stride=(4, 1, 1), padding=(3, 0, 0),
                                            bias=False)
-        self.norm: Optional[nn.BatchNorm3d] = batch_norm(out)
+        self.norm: Optional[nn.BatchNorm3d] = nn.BatchNorm3d(out)
         self.activation = nn.ReLU()
 
     def forward(self, x: Sequence[torch.Tensor]) -> list[torch.Tensor]:
