@@ -53,8 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(log_level(args))
     from datasets.annotations import read_annotations
-    from kvq.device import select_devices
-    from kvq.slowfast_features import build_extractor, extract_features
+    from kvq.core.device import select_devices
+    from kvq.features.slowfast import build_extractor, extract_features
 
     records = {r.video_name: r for csv in args.video_csv for r in read_annotations(csv, args.video_root)}.values()
     device, _ = select_devices(args.gpu_ids, "--gpu_ids")

@@ -39,7 +39,7 @@ def format_table(result: dict) -> str:
 
 def result_json(result: dict) -> str:
     """One-line JSON of the five challenge numbers; nan (undefined correlation) becomes null."""
-    from kvq.metrics import metrics_json
+    from kvq.eval.metrics import metrics_json
 
     return metrics_json({k: result[k] for k in RESULT_KEYS})
 
@@ -55,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("second", type=Path, help="TRUTH_DIR, or Codalab OUTPUT_DIR")
     args = parser.parse_args(argv)
     setup_logging(log_level(args))
-    from kvq.io import atomic_write_text
-    from kvq.metrics import ScoringError, score_files
+    from kvq.core.io import atomic_write_text
+    from kvq.eval.metrics import ScoringError, score_files
 
     try:
         if args.first.is_dir():

@@ -27,7 +27,7 @@ from kvq.cli import EXIT_OK, EXIT_PARTIAL, add_config_args, load, log_level, mak
 
 if TYPE_CHECKING:
     from kvq.config import Config
-    from kvq.evaluate import Predictions
+    from kvq.eval.predict import Predictions
 
 log = logging.getLogger("test")
 
@@ -70,8 +70,8 @@ def scoring_setup(args: argparse.Namespace) -> tuple["Config", str, Any]:
     """(config, checkpoint path, checkpoint content or None when not read yet): the -o config and
     --checkpoint (else its test_load_path); without -o, the config stored in --checkpoint (with
     --set overrides), which is read for it."""
-    from kvq.checkpoint import load_checkpoint_file
-    from kvq.inference import checkpoint_config, checkpoint_for_test
+    from kvq.core.checkpoint import load_checkpoint_file
+    from kvq.api.inference import checkpoint_config, checkpoint_for_test
 
     if args.opt is not None:
         cfg = load(args)
@@ -85,8 +85,8 @@ def print_metrics(preds: "Predictions", calibrated: Optional[list[float]], cfg: 
     """SROCC/PLCC/KROCC/RMSE (and RMSE_calibrated) as text, then as one JSON line (nan -> null)."""
     import numpy as np
 
-    from kvq.metrics import CORRELATIONS, correlation_metrics, metrics_json
-    from kvq.plots import scatter_plot
+    from kvq.eval.metrics import CORRELATIONS, correlation_metrics, metrics_json
+    from kvq.eval.plots import scatter_plot
 
     metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
     shown = {k: metrics[k] for k in CORRELATIONS}
@@ -107,13 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch.utils.data import DataLoader
 
     from datasets import build_dataset, collate
-    from kvq.calibration import checkpoint_calibration
-    from kvq.checkpoint import load_checkpoint_file
-    from kvq.device import select_devices
-    from kvq.evaluate import predict
-    from kvq.inference import (SkipUnreadable, SlowFastOptions, expand_videos, load_model, score_videos, scoring_spec,
+    from kvq.eval.calibration import checkpoint_calibration
+    from kvq.core.checkpoint import load_checkpoint_file
+    from kvq.core.device import select_devices
+    from kvq.eval.predict import predict
+    from kvq.api.inference import (SkipUnreadable, SlowFastOptions, expand_videos, load_model, score_videos, scoring_spec,
                                video_records, write_errors, write_predictions)
-    from kvq.preflight import check_scoring
+    from kvq.engine.preflight import check_scoring
 
     cfg, checkpoint, obj = scoring_setup(args)
     split, spec = scoring_spec(cfg, args.split)

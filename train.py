@@ -26,8 +26,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(log_level(args))
-    from kvq.device import select_devices
-    from kvq.trainer import Trainer
+    from kvq.core.device import select_devices
+    from kvq.engine.trainer import Trainer
 
     cfg = load(args)
     log_file = log_to_file(Path(args.log_dir), cfg["name"])

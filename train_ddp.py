@@ -35,8 +35,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(log_level(args), int(os.environ.get("RANK", 0)))
-    from kvq.distributed import distributed
-    from kvq.trainer import Trainer
+    from kvq.core.distributed import distributed
+    from kvq.engine.trainer import Trainer
 
     with distributed(args.gpu_id, args.local_rank, args.dist_timeout) as (info, device):
         cfg = load(args)

@@ -103,12 +103,12 @@ from datasets.decoding import VideoReader  # noqa: E402
 from datasets.features import write_random_features  # noqa: E402
 from datasets.normalize import NORMALIZATIONS  # noqa: E402
 from kvq.config import Config, load_config  # noqa: E402
-from kvq.device import autocast, to_channels_last  # noqa: E402
-from kvq.ema import ModelEMA  # noqa: E402
-from kvq.evaluate import clip_inputs, video_scores  # noqa: E402
-from kvq.inference import expand_videos  # noqa: E402
-from kvq.io import atomic_write_text  # noqa: E402
-from kvq.registry import DATASETS  # noqa: E402
+from kvq.core.device import autocast, to_channels_last  # noqa: E402
+from kvq.engine.ema import ModelEMA  # noqa: E402
+from kvq.eval.predict import clip_inputs, video_scores  # noqa: E402
+from kvq.api.inference import expand_videos  # noqa: E402
+from kvq.core.io import atomic_write_text  # noqa: E402
+from datasets.registry import DATASETS  # noqa: E402
 from models import create_model  # noqa: E402
 from models.swin3d import WindowAttention3D, fragment_gate, shifted_window_mask  # noqa: E402
 
@@ -528,7 +528,7 @@ def bench_forward(ctx: Context) -> list[dict[str, Any]]:
 
 
 def old_ema_update(ema: dict[str, torch.Tensor], model: torch.nn.Module, decay: float) -> None:
-    """The EMA update before kvq.ema fused it: every floating state entry lerped, one by one
+    """The EMA update before kvq.engine.ema fused it: every floating state entry lerped, one by one
     (frozen parameters included), integers copied. `ema`: a state dict."""
     for key, value in model.state_dict().items():
         if ema[key].is_floating_point():

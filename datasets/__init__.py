@@ -1,6 +1,6 @@
 """Data pipeline: annotations -> frame sampling -> decoding -> views -> normalisation.
 
-The Dataset classes (datasets.kvq_datasets, which registers them in kvq.registry.DATASETS) import
+The Dataset classes (datasets.kvq_datasets, which registers them in kvq.core.registry.DATASETS) import
 torch; they are imported on first use of a name below, so that the light modules
 (datasets.annotations, datasets.converters, ...) and the CLIs that only need those stay fast.
 DATASETS imports datasets.kvq_datasets on its first lookup.

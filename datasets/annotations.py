@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from kvq.core.errors import UserError
+
 FORMATS = ("kvq_csv", "ksvqe", "dover", "unlabeled")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """A malformed annotation file; the message names the file and line(s)."""
 
 

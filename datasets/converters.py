@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from datasets.annotations import AnnotationError
-from kvq.io import atomic_open
-from kvq.registry import Registry
+from kvq.core.io import atomic_open
+from datasets.registry import CONVERTERS
 
-CONVERTERS = Registry("annotation converter")
 KVQ_GROUP_SIZE = 7  # KVQ: each source clip followed by its 6 processed versions, consecutive ids
 
 

@@ -32,10 +32,12 @@ import numpy as np
 import torch
 from torch.utils.dlpack import from_dlpack
 
+from kvq.core.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(UserError, RuntimeError):
     """A video that cannot be decoded (corrupt, truncated, empty, not a video)."""
 
 

@@ -11,14 +11,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from kvq.io import atomic_open
+from kvq.core.errors import UserError
+from kvq.core.io import atomic_open
 
 FEATURE_DIMS = {"Slow": 2048, "Fast": 256, "SlowFast": 2304}
 PATHWAY_DIMS = {"slow": 2048, "fast": 256}
 PATHWAYS = {"Slow": ("slow",), "Fast": ("fast",), "SlowFast": ("slow", "fast")}  # files joined per feature_type
 
 
-class MissingFeatureError(FileNotFoundError):
+class MissingFeatureError(UserError, FileNotFoundError):
     """A cached SlowFast feature file that the dataset needs does not exist."""
 
 

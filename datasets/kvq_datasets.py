@@ -4,7 +4,7 @@ Each sample is produced by a small pipeline: read annotation record -> sample fr
 (per view) -> decode the union of frames once -> build each view. Views stay uint8 (a quarter
 of float32's bytes to collate, pin and copy); `sample["normalization"]` names each view's
 normalisation (datasets.normalize.NORMALIZATIONS), applied on the device by
-kvq.evaluate.clip_inputs.
+kvq.eval.predict.clip_inputs.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from datasets.features import clip_feature_paths, load_clip_features
 from datasets.normalize import SIMPLEVQA
 from datasets.samplers import SAMPLER_OPTIONS, build_sampler
 from datasets.views import apply_view, resized_view, view_options
-from kvq.registry import DATASETS
+from datasets.registry import DATASETS
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Normalisation of uint8 clips into float model inputs ([C,T,H,W] or [B,C,T,H,W] -> float32).
 
 The datasets send uint8 frames and name each view's normalisation (`NORMALIZATIONS`); the engine
-applies it after the host-to-device copy (kvq.evaluate.clip_inputs)."""
+applies it after the host-to-device copy (kvq.eval.predict.clip_inputs)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +40,7 @@ IMAGENET_0_255 = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 1.0
 # SimpleVQA on a backbone trained on [-1, 1] inputs (TF/Inception-style: EfficientNet-Lite0), on [0, 1]
 INCEPTION = Normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1 / 255)
 
-# a SimpleVQA backbone's weight record (kvq.weights: mean, std) says which of these fits it
+# a SimpleVQA backbone's weight record (kvq.core.weights: mean, std) says which of these fits it
 SIMPLEVQA = {"imagenet": IMAGENET, "reference_0_255": IMAGENET_0_255, "inception": INCEPTION}
 # by the name a sample gives in sample["normalization"][view]
 NORMALIZATIONS = {"technical": TECHNICAL, "clip": CLIP, **SIMPLEVQA}

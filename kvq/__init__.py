@@ -9,11 +9,11 @@ __all__ = ["load_scorer", "SlowFastOptions"]
 
 def __getattr__(name: str) -> Any:
     if name == "load_scorer":
-        from kvq.scorer import load_scorer
+        from kvq.api.scorer import load_scorer
 
         return load_scorer
     if name == "SlowFastOptions":
-        from kvq.inference import SlowFastOptions
+        from kvq.api.inference import SlowFastOptions
 
         return SlowFastOptions
     raise AttributeError(f"module 'kvq' has no attribute {name!r}")

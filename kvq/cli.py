@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 if TYPE_CHECKING:
     from kvq.config import Config
-    from kvq.trainer import TrainOptions
+    from kvq.engine.trainer import TrainOptions
 
 # Exit statuses of every command-line entry point (docs/commands.md "Exit statuses").
 EXIT_OK = 0  # everything done
@@ -152,7 +152,7 @@ def add_ddp_args(parser: argparse.ArgumentParser) -> None:
 
 def train_options(args: argparse.Namespace, **extra: object) -> "TrainOptions":
     """TrainOptions from the flags of `add_train_args`."""
-    from kvq.trainer import TrainOptions
+    from kvq.engine.trainer import TrainOptions
 
     return TrainOptions(output_dir=Path(args.resume), test_set=args.test_set,
                         resume_from=Path(args.resume_from) if args.resume_from else None, seed=args.seed,
@@ -169,18 +169,12 @@ def load(args: argparse.Namespace) -> "Config":
     return cfg
 
 
-# Exceptions that are the user's to fix (config, files, data, weights, GPUs): exit 2 with the message.
-USER_ERRORS = (("kvq.config", "ConfigError"), ("datasets.annotations", "AnnotationError"),
-               ("datasets.decoding", "VideoDecodeError"), ("datasets.features", "MissingFeatureError"),
-               ("kvq.checkpoint", "CheckpointMismatchError"), ("kvq.weights", "MissingWeightsError"),
-               ("kvq.device", "DeviceError"))
-
-
 def is_user_error(error: BaseException) -> bool:
-    """Whether `error` is one of USER_ERRORS or FileNotFoundError. A module that was never imported
-    cannot have raised its error, so nothing is imported here."""
-    classes = [getattr(sys.modules.get(module), name, None) for module, name in USER_ERRORS]
-    return isinstance(error, (FileNotFoundError, *(c for c in classes if c is not None)))
+    """Whether `error` is the user's to fix (config, files, data, weights, GPUs; exit 2 with the
+    message): a `kvq.core.errors.UserError`, or a FileNotFoundError."""
+    from kvq.core.errors import UserError
+
+    return isinstance(error, (UserError, FileNotFoundError))
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], fast_exit: bool = False) -> None:

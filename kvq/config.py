@@ -1,143 +1,26 @@
-"""YAML configs: the one documented schema, validation, and `--set a.b=c` overrides.
+"""The run config: the one documented schema of a YAML config, composed of the run keys below,
+`data:` (datasets/schema.py) and `model:` (models/schema.py); validation and loading.
 
-Every key is documented once, here (`SCHEMA`). Loading validates the whole file before anything
-is built: an unknown key is an error naming the file, the key path and the nearest valid key; a
-wrong type or a missing required key is an error too. Defaults are filled in, so code reads
-`cfg["batch_size"]` without `.get`. Beyond the schema, the registries decide (`_registries`):
-`model.args.<key>` must be a registered backbone, its `backbone` / `head` arguments keyword
-arguments of the backbone's / head's constructor, `data.<split>.type` a registered dataset, and
-each view of `sample_types` may hold only the options its dataset reads for it.
+Every key is documented once. Loading validates the whole file before anything is built: an
+unknown key is an error naming the file, the key path and the nearest valid key; a wrong type or a
+missing required key is an error too. Defaults are filled in, so code reads `cfg["batch_size"]`
+without `.get`. Beyond the schema, the registries decide: `model.args.<key>` must be a registered
+backbone, `data.<split>.type` a registered dataset, and each view of `sample_types` may hold only
+the options its dataset reads for it.
 """
 from __future__ import annotations
 
-import copy
-import inspect
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
-from kvq.registry import BACKBONES, DATASETS, Registry, did_you_mean
+from datasets.schema import DATA_SPEC, check_data
+from kvq.core.config import (REQUIRED, Config, ConfigError, Opt, apply_overrides, boolean, integer, mapping, num,
+                             schema_rows, string, validate_mapping)
+from models.schema import MODEL, check_model
 
-REQUIRED = object()
-
-
-class ConfigError(ValueError):
-    """A config file (or override) that does not fit the schema."""
-
-
-@dataclass
-class Opt:
-    """One config key: accepted types, default (REQUIRED if none), doc, allowed values."""
-
-    types: tuple
-    default: Any = None
-    doc: str = ""
-    choices: Optional[Sequence[Any]] = None
-    children: Optional[dict[str, "Opt"]] = None  # fixed sub-keys
-    each: Optional["Opt"] = None  # mapping with free keys, each value of this schema
-    nullable: bool = True
-    deprecated: str = ""  # accepted for reference configs; says what happens
-
-
-def num(default: Any = REQUIRED, doc: str = "", **kw: Any) -> Opt:
-    return Opt((int, float), default, doc, nullable=False, **kw)
-
-
-def integer(default: Any = REQUIRED, doc: str = "", **kw: Any) -> Opt:
-    return Opt((int,), default, doc, nullable=False, **kw)
-
-
-def boolean(default: Any = REQUIRED, doc: str = "", **kw: Any) -> Opt:
-    return Opt((bool,), default, doc, nullable=False, **kw)
-
-
-def string(default: Any = REQUIRED, doc: str = "", nullable: bool = True, **kw: Any) -> Opt:
-    return Opt((str,), default, doc, nullable=nullable, **kw)
-
-
-def mapping(children: Optional[dict[str, Opt]] = None, doc: str = "", each: Optional[Opt] = None) -> Opt:
-    return Opt((dict,), {}, doc, children=children, each=each)
-
-
-VIEW = mapping(
-    {
-        "fragments_h": integer(9, "technical: rows of the fragment grid"),
-        "fragments_w": integer(9, "technical: columns of the fragment grid"),
-        "fsize_h": integer(32, "technical: mini-patch height in pixels"),
-        "fsize_w": integer(32, "technical: mini-patch width in pixels"),
-        "aligned": integer(8, "technical: frames that share one set of mini-patch offsets"),
-        "clip_len": integer(32, "frames per clip"),
-        "frame_interval": integer(1, "stride between sampled frames"),
-        "num_clips": integer(1, "clips per video (test: scored separately and averaged)"),
-        "t_frag": Opt((int,), None, "temporal segments; its presence selects the segment sampler form"),
-        "size_h": integer(112, "aesthetic/resize view height (KSVQE: the CLIP view)"),
-        "size_w": integer(112, "aesthetic/resize view width (KSVQE: the CLIP view)"),
-        "resize": Opt((int,), 520, "simpleVQA: squash-resize side before cropping; null: the frames' native size "
-                      "(no resize, no crop: crop null too; videos of different sizes then go one per batch, "
-                      "as with cache_features)"),
-        "crop": Opt((int,), 448, "simpleVQA: crop side (random in training, centre at test); null: no crop"),
-        "random_crop": boolean(False, "", deprecated="stored by the reference without effect; ignored"),
-        "arp": boolean(False, "", deprecated="aspect-ratio-preserving resize; not supported, must be false"),
-    },
-    "options of one view; the view name's prefix selects the view: technical*, aesthetic*, simpleVQA*; "
-    "a view holds only the options it reads (the sampler's: clip_len, frame_interval, num_clips, t_frag; "
-    "technical: fragments_*, fsize_*, aligned, and with ViewDecompositionDataset_KVQ size_h/size_w for the "
-    "CLIP view; aesthetic: size_h/size_w; simpleVQA: resize, crop)",
-)
-OLD_REFERENCE_NORMALIZATION = "seed_0_255"  # earlier name of 'reference_0_255' (configs, checkpoints)
-
-DEPRECATED_VIEW_KEYS = frozenset(k for k, opt in VIEW.children.items() if opt.deprecated)
-
-DATA_ARGS = mapping(
-    {
-        "phase": string("test", "'train' = random sampling/crops; anything else = deterministic",
-                        nullable=False),
-        "anno_file": string(REQUIRED, "annotation file (csv/txt); format detected, see docs/data.md", nullable=False),
-        "anno_format": string("auto", "auto | kvq_csv | ksvqe | dover | unlabeled", nullable=False,
-                              choices=["auto", "kvq_csv", "ksvqe", "dover", "unlabeled"]),
-        "data_prefix": string("", "folder the annotation's file names are relative to", nullable=False),
-        "data_prefix_3D": string(None, "SimpleVQA: folder of cached SlowFast features (<video_name>/...); "
-                                 "null: none (for a backbone with motion_channels: 0)"),
-        "feature_type": string("SlowFast", "SimpleVQA: Slow (2048) | Fast (256) | SlowFast (2304)",
-                               choices=["Slow", "Fast", "SlowFast"], nullable=False),
-        "normalization": string("imagenet", "SimpleVQA: 'imagenet' (on [0,1], correct), 'reference_0_255' "
-                                "(the reference's, on 0-255 values; for checkpoints trained with it; the older "
-                                "name 'seed_0_255' is accepted) or 'inception' (mean = std = 0.5 on [0,1]); must "
-                                "fit the mean/std of the backbone's weight record (checked before any work)",
-                                choices=["imagenet", "reference_0_255", OLD_REFERENCE_NORMALIZATION, "inception"],
-                                nullable=False),
-        "decoder": string("decord", "primary decoder: decord | pyav (the other one is the fallback)",
-                          choices=["decord", "pyav"], nullable=False),
-        "sample_types": mapping(None, "view name -> view options", each=VIEW),
-        "weight": num(0.5, "", deprecated="stored by the reference without effect; ignored"),
-        "data_backend": string("disk", "", deprecated="only 'disk' is supported", choices=["disk"]),
-        "augment": boolean(False, "", deprecated="stored by the reference without effect; ignored"),
-        "random_crop": boolean(False, "", deprecated="stored by the reference without effect; ignored"),
-    },
-    "dataset arguments",
-)
-
-DATA_SPEC = mapping(
-    {
-        "type": string(REQUIRED, "registered dataset class (ViewDecompositionDataset_KVQ, "
-                       "ViewDecompositionDataset_add_forSimpleVQA)", nullable=False),
-        "args": DATA_ARGS,
-    }
-)
-
-MODEL_ENTRY = mapping(
-    {
-        "backbone": mapping(None, "backbone constructor arguments (checked against the backbone's "
-                            "constructor; null = its default)", each=Opt((object,), None)),
-        "head": mapping(None, "head arguments (checked against the head's constructor: in_channels, "
-                        "hidden_channels, and dropout_ratio for VQAHead; SimpleVQAHead standardize: inputs "
-                        "standardised with the cached train features' mean/std, needs cache_features)", each=Opt((object,), None)),
-        "backbone_preserve_keys": string(None, "", deprecated="DOVER remnant; ignored"),
-        "divide_head": boolean(False, "", deprecated="DOVER remnant; ignored"),
-    }
-)
+__all__ = ["SCHEMA", "Config", "ConfigError", "validate", "load_config", "describe_schema", "apply_overrides"]
 
 SCHEMA: dict[str, Opt] = {
     "name": string(REQUIRED, "run name: prefix of checkpoint files", nullable=False),
@@ -219,220 +102,23 @@ SCHEMA: dict[str, Opt] = {
     "test_load_path": string(None, "checkpoint test.py and load_scorer score with (unless --checkpoint); it must "
                                    "fill every model key; found like load_path"),
     "data": mapping(None, "datasets: train, val, test", each=DATA_SPEC),
-    "model": mapping(
-        {
-            "type": string(None, "optional, informative (the backbones are the keys of model.args); when "
-                           "given, each comma-separated name must be a key of model.args, as in the "
-                           "reference's configs (KSVQE, simpleVQA)"),
-            "args": mapping(None, "<registered backbone> -> {backbone: ..., head: ...}", each=MODEL_ENTRY),
-        },
-        "model",
-    ),
+    "model": MODEL,
 }
 SCHEMA["wandb"].deprecated = "no wandb logging; ignored"
-
-
-def _type_name(types: tuple) -> str:
-    if set(types) == {int, float}:
-        return "number"
-    names = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "mapping", object: "any"}
-    return " or ".join(names.get(t, t.__name__) for t in types)
-
-
-def _check_type(value: Any, opt: Opt) -> bool:
-    if value is None:
-        return opt.nullable
-    if object in opt.types:
-        return True
-    if isinstance(value, bool) and bool not in opt.types:
-        return False
-    return isinstance(value, opt.types)
-
-
-def _validate(node: Any, schema: Mapping[str, Opt], path: str, source: str, warnings: list[str]) -> dict:
-    if not isinstance(node, Mapping):
-        raise ConfigError(f"{source}: '{path or '<top>'}' must be a mapping, got {type(node).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        full = f"{path}.{key}" if path else str(key)
-        if key not in schema:
-            raise ConfigError(f"{source}: unknown key '{full}'{did_you_mean(str(key), schema)}")
-        out[key] = _validate_value(value, schema[key], full, source, warnings)
-    for key, opt in schema.items():
-        full = f"{path}.{key}" if path else key
-        if key in out:
-            continue
-        if opt.default is REQUIRED:
-            raise ConfigError(f"{source}: missing required key '{full}' ({opt.doc})")
-        if opt.children is not None:
-            out[key] = _validate({}, opt.children, full, source, warnings)
-        else:
-            out[key] = copy.deepcopy(opt.default)
-    return out
-
-
-def _validate_value(value: Any, opt: Opt, path: str, source: str, warnings: list[str]) -> Any:
-    if isinstance(value, str) and float in opt.types:  # PyYAML reads 3e-5 (no dot) as a string
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if not _check_type(value, opt):
-        raise ConfigError(f"{source}: key '{path}' must be {_type_name(opt.types)}, got {value!r}")
-    if opt.deprecated and value not in (None, opt.default, {}):
-        warnings.append(f"{source}: '{path}': {opt.deprecated}")
-    if opt.choices is not None and value is not None and value not in opt.choices:
-        raise ConfigError(f"{source}: key '{path}' is {value!r}; allowed: {', '.join(map(str, opt.choices))}"
-                          f"{did_you_mean(str(value), map(str, opt.choices))}")
-    if isinstance(value, float) and int in opt.types and float not in opt.types:
-        raise ConfigError(f"{source}: key '{path}' must be an integer, got {value!r}")
-    if value is None and opt.children is not None:
-        value = {}
-    if opt.children is not None:
-        return _validate(value, opt.children, path, source, warnings)
-    if opt.each is not None:
-        value = value or {}
-        return {k: _validate_value(v, opt.each, f"{path}.{k}", source, warnings) for k, v in value.items()}
-    return value
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """'a.b=c' -> (['a', 'b'], yaml value of c)."""
-    if "=" not in text:
-        raise ConfigError(f"--set '{text}': expected KEY.PATH=VALUE")
-    key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
-
-
-def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
-    """Set each 'a.b=c' in the raw (unvalidated) config dict."""
-    raw = copy.deepcopy(raw)
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = raw
-        for k in keys[:-1]:
-            if not isinstance(node.get(k), dict):
-                node[k] = {}
-            node = node[k]
-        node[keys[-1]] = value
-    return raw
-
-
-class Config(dict):
-    """A validated config: a plain dict plus where it came from (`source`) and `warnings`."""
-
-    def __init__(self, data: dict, source: str, warnings: list[str]) -> None:
-        super().__init__(data)
-        self.source = source
-        self.warnings = warnings
-
-
-def _registries() -> tuple[Registry, Mapping[str, type], Registry]:
-    """(BACKBONES, HEADS, DATASETS), filled.
-
-    kvq.config is a base layer: models/ and datasets/ import it, and they register their classes
-    in kvq.registry when imported (which imports torch). BACKBONES and DATASETS import them on
-    their first lookup, and HEADS is imported here, when a config is validated, never at the top
-    of this module: `import kvq.config` stays cheap (`-h`, `describe_schema`) and has no import
-    cycle, and every config is checked against the full registries before anything is built."""
-    from models.heads import HEADS
-
-    return BACKBONES, HEADS, DATASETS
-
-
-def constructor_args(cls: type, args: Mapping[str, Any], path: str, source: str,
-                     warnings: list[str]) -> dict[str, Any]:
-    """`args` (the config mapping at `path`) checked against the constructor of `cls` (a backbone
-    or a head): null values take the constructor's default (left out); keys in the class's
-    `legacy_args` (reference keys without effect) are left out with a warning; any other key that
-    is not a keyword argument is a ConfigError naming the nearest valid one."""
-    params = [n for n, p in inspect.signature(cls.__init__).parameters.items()
-              if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    legacy: Mapping[str, str] = getattr(cls, "legacy_args", {})
-    out = {}
-    for name, value in args.items():
-        if name in legacy:
-            warnings.append(f"{source}: '{path}.{name}' is ignored: {legacy[name]}")
-        elif name not in params:
-            raise ConfigError(f"{source}: unknown key '{path}.{name}'{did_you_mean(name, params)}; "
-                              f"valid: {', '.join(params)}")
-        elif value is not None:
-            out[name] = value
-    return out
-
-
-def _raw(node: Any, *keys: str) -> Mapping[str, Any]:
-    """The raw (unvalidated) mapping under `keys`; {} where it is absent or null."""
-    for key in keys:
-        node = (node or {}).get(key)
-    return node or {}
-
-
-def _check_model(model: dict, backbones: Registry, heads: Mapping[str, type], source: str,
-                 warnings: list[str]) -> None:
-    """model.args keys are backbones, their arguments the constructors' (cleaned in place)."""
-    if not model["args"]:
-        raise ConfigError(f"{source}: 'model.args' must name at least one backbone (e.g. KSVQE, simpleVQA)")
-    for key, entry in model["args"].items():
-        path = f"model.args.{key}"
-        if key not in backbones:
-            raise ConfigError(f"{source}: '{path}': unknown backbone{did_you_mean(key, backbones.names())}; "
-                              f"known: {', '.join(backbones.names())}")
-        cls = backbones.get(key)
-        entry["backbone"] = constructor_args(cls, entry["backbone"], f"{path}.backbone", source, warnings)
-        entry["head"] = constructor_args(heads[cls.head_type], entry["head"], f"{path}.head", source, warnings)
-    if model["type"] is not None:
-        for name in (n.strip() for n in model["type"].split(",")):
-            if name not in model["args"]:
-                raise ConfigError(f"{source}: 'model.type' names '{name}', which is not a key of model.args "
-                                  f"({', '.join(model['args'])}){did_you_mean(name, model['args'])}")
-
-
-def _check_data(data: dict, raw: Any, datasets: Registry, source: str, stored: bool = False) -> None:
-    """Splits, dataset types and views (each holds only the options its dataset reads for it).
-    stored: a config saved in a checkpoint by an earlier version, which filled every view key with
-    its default: such keys that do not apply are dropped instead of refused."""
-    for split, spec in data.items():
-        if split not in ("train", "val", "test"):
-            raise ConfigError(f"{source}: unknown key 'data.{split}'{did_you_mean(split, ['train', 'val', 'test'])}")
-        if spec["type"] not in datasets:
-            raise ConfigError(f"{source}: 'data.{split}.type' is {spec['type']!r}, not a dataset"
-                              f"{did_you_mean(spec['type'], datasets.names())}; known: {', '.join(datasets.names())}")
-        dataset = datasets.get(spec["type"])
-        views = spec["args"]["sample_types"]
-        for view, opts in views.items():
-            path = f"data.{split}.args.sample_types.{view}"
-            if not view.startswith(("technical", "aesthetic", "simpleVQA")):
-                raise ConfigError(f"{source}: '{path}': view names must start with technical, aesthetic or simpleVQA")
-            reads = dataset.view_options(view) | DEPRECATED_VIEW_KEYS
-            for key, value in _raw(raw, "data", split, "args", "sample_types", view).items():
-                if key not in reads and not (stored and value == VIEW.children[key].default):
-                    raise ConfigError(f"{source}: '{path}.{key}' does not apply to view '{view}' of {spec['type']}"
-                                      f"{did_you_mean(key, reads)}; it reads: {', '.join(sorted(reads))}")
-            opts = views[view] = {k: v for k, v in opts.items() if k in reads}
-            if opts["arp"]:
-                raise ConfigError(f"{source}: '{path}.arp' is not supported")
-            if opts.get("t_frag") and opts["clip_len"] % opts["t_frag"]:
-                raise ConfigError(f"{source}: '{path}': clip_len {opts['clip_len']} is not a multiple of "
-                                  f"t_frag {opts['t_frag']}")
 
 
 def validate(raw: Mapping[str, Any], source: str = "<config>", stored: bool = False) -> Config:
     """The whole config checked (schema, registries, views) with defaults filled in; any problem
     is a ConfigError naming `source`, the key path and the nearest valid name. stored: the config
-    comes from a checkpoint (see `_check_data`)."""
+    comes from a checkpoint (see `datasets.schema.check_data`)."""
     if isinstance(raw, Mapping) and isinstance(raw.get("amp"), bool):  # YAML 1.1 reads a bare off as false
         if raw["amp"]:
             raise ConfigError(f"{source}: key 'amp' is true; say which precision: bf16 or fp16 (or off)")
         raw = {**raw, "amp": "off"}
     warnings: list[str] = []
-    data = _validate(raw, SCHEMA, "", source, warnings)
-    backbones, heads, datasets = _registries()
-    _check_data(data["data"], raw, datasets, source, stored)
-    for spec in data["data"].values():
-        if spec["args"]["normalization"] == OLD_REFERENCE_NORMALIZATION:
-            spec["args"]["normalization"] = "reference_0_255"
-    _check_model(data["model"], backbones, heads, source, warnings)
+    data = validate_mapping(raw, SCHEMA, "", source, warnings)
+    check_data(data["data"], raw, source, stored)
+    check_model(data["model"], source, warnings)
     max_videos = data["calibration"]["max_videos"]
     if max_videos is not None and max_videos < 2:
         raise ConfigError(f"{source}: 'calibration.max_videos' must be at least 2 (null = all), got {max_videos}")
@@ -458,20 +144,4 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
 
 def describe_schema() -> str:
     """Markdown table of every key (for docs/configuration.md)."""
-    rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
-
-    def walk(schema: Mapping[str, Opt], prefix: str) -> None:
-        for key, opt in schema.items():
-            full = f"{prefix}{key}"
-            default = "required" if opt.default is REQUIRED else ("" if opt.children or opt.each else repr(opt.default))
-            doc = opt.doc + (f" (reference key: {opt.deprecated})" if opt.deprecated else "")
-            if opt.choices:
-                doc += f" [{', '.join(map(str, opt.choices))}]"
-            rows.append(f"| `{full}` | {_type_name(opt.types)} | {default} | {doc} |")
-            if opt.children:
-                walk(opt.children, full + ".")
-            elif opt.each is not None and opt.each.children:
-                walk(opt.each.children, full + ".<name>.")
-
-    walk(SCHEMA, "")
-    return "\n".join(rows)
+    return "\n".join(["| key | type | default | meaning |", "|---|---|---|---|"] + schema_rows(SCHEMA))

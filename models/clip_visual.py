@@ -19,8 +19,8 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from kvq.checkpoint import extract_state_dict
-from kvq.weights import resolve_weight
+from kvq.core.checkpoint import extract_state_dict
+from kvq.core.weights import resolve_weight
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from kvq.checkpoint import extract_state_dict
-from kvq.weights import resolve_weight
+from kvq.core.checkpoint import extract_state_dict
+from kvq.core.weights import resolve_weight
 
 log = logging.getLogger(__name__)
 

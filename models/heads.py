@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.registry import HEADS
 
+
+@HEADS.register()
 class VQAHead(nn.Module):
     """Dropout -> Conv3d(C, hidden, 1) -> GELU -> Dropout -> Conv3d(hidden, 1, 1) -> mean.
 
@@ -25,6 +28,7 @@ class VQAHead(nn.Module):
             return x.mean((-3, -2, -1))
 
 
+@HEADS.register()
 class SimpleVQAHead(nn.Module):
     """Linear(C, hidden) -> Linear(hidden, 1) per frame, then the mean over frames.
 
@@ -54,5 +58,3 @@ class SimpleVQAHead(nn.Module):
                 x = (x - self.feature_mean) / self.feature_std
             return self.quality(x).mean(dim=1)
 
-
-HEADS = {"VQAHead": VQAHead, "SimpleVQAHead": SimpleVQAHead}

@@ -28,9 +28,9 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
-from kvq.checkpoint import CheckpointMismatchError
-from kvq.registry import BACKBONES
-from kvq.weights import resolve_weight
+from kvq.core.checkpoint import CheckpointMismatchError
+from models.registry import BACKBONES
+from kvq.core.weights import resolve_weight
 from models.clip_visual import ClipVisualAdapter
 from models.contrique import ContriqueEncoder
 from models.modulation import (CrossAttention, DistortionModulation, SemanticModulation, TemporalSelfAttention,
@@ -65,7 +65,7 @@ class KSVQE(SwinTransformer3D):
 
     The distortion contrastive loss (`models.modulation.distortion_contrastive_loss` of the
     tokens and "dis_label") is computed by the trainer over the whole batch of all GPUs
-    (`kvq.losses.contrastive_loss`), not per replica inside forward.
+    (`kvq.engine.losses.contrastive_loss`), not per replica inside forward.
 
     batch: "fragment" [B, 3, T, 288, 288] (ImageNet-normalised; the dataset's "technical" when
     absent), "resize_video" [B, 3, T, 112, 112] (CLIP-normalised).
@@ -73,7 +73,7 @@ class KSVQE(SwinTransformer3D):
     Config keys (reference names): num_samples, sample_type, CLIP_location, cls_use,
     tuning_stage, a1, a2, frozen_stages; defaults are those of Kwai_KSVQE.yml. `pretrained`
     loads the Kinetics-400 Swin-T, OpenAI CLIP ViT-B/16 and CONTRIQUE weights (paths
-    `swin_path`, `clip_path`, `contrique_path` or the usual places, see kvq.weights); a missing
+    `swin_path`, `clip_path`, `contrique_path` or the usual places, see kvq.core.weights); a missing
     file raises MissingWeightsError. `checkpoint` enables gradient checkpointing (training).
     """
 

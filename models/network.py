@@ -12,15 +12,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from kvq.config import constructor_args
-from kvq.registry import BACKBONES
-from models.heads import HEADS
+from kvq.core.config import constructor_args
+from models.registry import BACKBONES, HEADS
 
 log = logging.getLogger(__name__)
 
 
 def checked_args(cls: type, args: Mapping[str, Any], path: str, source: str = "<config>") -> dict[str, Any]:
-    """`args` checked against the constructor of `cls` (`kvq.config.constructor_args`; a validated
+    """`args` checked against the constructor of `cls` (`kvq.core.config.constructor_args`; a validated
     config was checked at load already), warnings logged."""
     warnings: list[str] = []
     out = constructor_args(cls, args or {}, path, source, warnings)
@@ -54,7 +53,7 @@ class VQANetwork(nn.Module):
     """One backbone + head per key of `model.args`; scores of all keys are summed.
 
     forward(batch) -> {"score": [B, 1], "distortion_tokens": [B, T/2, 49, 128] (KSVQE only, the
-    input of its contrastive loss: `kvq.losses.contrastive_loss`)}.
+    input of its contrastive loss: `kvq.engine.losses.contrastive_loss`)}.
     """
 
     def __init__(self, model_args: Mapping[str, Mapping[str, Any]], source: str = "<config>") -> None:
@@ -63,7 +62,7 @@ class VQANetwork(nn.Module):
         for key, hypers in model_args.items():
             backbone_cls = BACKBONES.get(key)
             backbone = backbone_cls(**backbone_kwargs(key, hypers.get("backbone") or {}, source))
-            head_cls = HEADS[backbone_cls.head_type]
+            head_cls = HEADS.get(backbone_cls.head_type)
             given = checked_args(head_cls, hypers.get("head") or {}, f"model.args.{key}.head", source)
             derived = backbone.head_defaults.get("in_channels")  # the backbone's own (may depend on its args)
             if "in_channels" in given and derived is not None and given["in_channels"] != derived:

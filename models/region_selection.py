@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kvq.registry import did_you_mean
+from kvq.core.registry import did_you_mean
 
 SAMPLE_TYPES = ("topkpertubation", "gumbel", "random")
 

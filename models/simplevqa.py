@@ -2,7 +2,7 @@
 
 The spatial branch is named by `spatial`: "resnet50" (the reference, default) or any timm model
 with `feature_info` (timm's `features_only` models: EfficientNet, ConvNeXt, Swin, ...), built with
-timm's `pretrained=False` and filled from a local weight file (`kvq.weights` record), never
+timm's `pretrained=False` and filled from a local weight file (`kvq.core.weights` record), never
 downloaded. For "resnet50" the parameter names are those of the reference `simpleVQA_model.resnet50` (`conv1`, `bn1`,
 `layer1`..`layer4`), so `simpleVQA_backbone.*` keys of reference checkpoints load unchanged.
 The reference backbone also owns a `quality` MLP that its forward never calls; it is not built
@@ -18,9 +18,10 @@ import torch
 import torchvision
 from torch import nn
 
-from kvq.checkpoint import extract_state_dict
-from kvq.registry import BACKBONES, did_you_mean
-from kvq.weights import WEIGHTS, resolve_weight
+from kvq.core.checkpoint import extract_state_dict
+from kvq.core.registry import did_you_mean
+from models.registry import BACKBONES
+from kvq.core.weights import WEIGHTS, resolve_weight
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def map_by_position(state: Mapping[str, torch.Tensor], target: Mapping[str, torc
 def spatial_record(spatial: str, weights: Optional[str]) -> Optional[str]:
     """The weight record of a spatial branch: `weights`, else "resnet50_imagenet" for the reference."""
     if weights is not None and weights not in WEIGHTS:
-        raise ValueError(f"weights '{weights}' is not a weight record (kvq/weights.py: {', '.join(WEIGHTS)})")
+        raise ValueError(f"weights '{weights}' is not a weight record (kvq/core/weights.py: {', '.join(WEIGHTS)})")
     return weights or ("resnet50_imagenet" if spatial == REFERENCE else None)
 
 
@@ -81,7 +82,7 @@ class SimpleVQABackbone(nn.Module):
         layer numbers 1-4, default [2, 3, 4]; timm: indices into the model's feature_info, default
         all); weights: the weight record of the file (default "resnet50_imagenet" for resnet50;
         required for a timm model when pretrained); pretrained_path: that file (default: looked
-        for as kvq.weights does); motion_channels: channels of the dataset's SlowFast features
+        for as kvq.core.weights does); motion_channels: channels of the dataset's SlowFast features
         (feature_type SlowFast 2304, Slow 2048, Fast 256; 0: none are read)."""
         super().__init__()
         self.spatial_name = spatial
@@ -121,7 +122,7 @@ class SimpleVQABackbone(nn.Module):
         if pretrained:
             if self.record is None:
                 raise ValueError(f"spatial '{spatial}' with pretrained: true needs `weights`, a weight record "
-                                 f"(kvq/weights.py: {', '.join(WEIGHTS)}), or pretrained: false")
+                                 f"(kvq/core/weights.py: {', '.join(WEIGHTS)}), or pretrained: false")
             if spatial == REFERENCE:
                 self.load_imagenet(pretrained_path)
             else:

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from kvq.weights import WEIGHTS, resolve_weight
+from kvq.core.weights import WEIGHTS, resolve_weight
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,8 @@ import torch.utils.checkpoint
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from kvq.registry import BACKBONES
-from kvq.weights import resolve_weight
+from models.registry import BACKBONES
+from kvq.core.weights import resolve_weight
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="fixture names to check (expected_<NAME>.json), e.g. simplevqa slowfast")
     args = parser.parse_args(argv)
     setup_logging(log_level(args))
-    from kvq.conformance import iter_checks
+    from kvq.eval.conformance import iter_checks
 
     results = []
     try:

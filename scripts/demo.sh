@@ -27,7 +27,7 @@ case "$PRETRAINED" in
     CONFIG=config/demo_simpleVQA_pretrained.yml
     $PY - <<'PYEOF'
 import sys
-from kvq.weights import MissingWeightsError, resolve_weight
+from kvq.core.weights import MissingWeightsError, resolve_weight
 try:
     for name in ("resnet50_imagenet", "slowfast_r50_k400"):
         resolve_weight(name)

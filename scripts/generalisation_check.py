@@ -6,7 +6,7 @@ Makes (once; a finished set is reused) 3 contents the demo never uses (lavfi `te
 `zoneplate`, and a scrolling `rgbtestsrc` with temporal noise) x 6 codings it never uses (libx265
 CRF 30/40/50, libvpx-vp9 CRF 35/50/63, both in .mp4) = 18 clips, each labelled with its VMAF
 (vmaf_v0.6.1neg, as the demo's labels) against the lossless source. Then scores them with the
-checkpoint (`kvq.scorer.load_scorer`, the same path as `test.py --videos`) and prints SROCC
+checkpoint (`kvq.api.scorer.load_scorer`, the same path as `test.py --videos`) and prints SROCC
 against VMAF over all clips, per codec and per content; predictions land in OUT/predictions.csv.
 
 Exit statuses: docs/commands.md "Exit statuses" (3: some clips could not be scored; they are listed).
@@ -45,8 +45,8 @@ CODINGS = {
 def make_clips(out: Path, width: int, height: int, frames: int, fps: int = 30) -> list[dict]:
     """Write the clips and OUT/labels.csv (atomically, last: its presence marks a finished set).
     Returns the label rows (filename, vmaf, codec, content)."""
-    from kvq.demo_data import ffmpeg_exe, measure_vmaf, run_ffmpeg
-    from kvq.io import atomic_open
+    from kvq.demo.data import ffmpeg_exe, measure_vmaf, run_ffmpeg
+    from kvq.core.io import atomic_open
 
     exe = ffmpeg_exe()
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ def read_labels(path: Path) -> list[dict]:
 
 def srocc_table(rows: list[dict], scores: dict[str, float]) -> list[tuple[str, int, float]]:
     """(group, clips, SROCC of scores vs VMAF) for all clips, then per codec and per content."""
-    from kvq.metrics import correlation_metrics
+    from kvq.eval.metrics import correlation_metrics
 
     groups = [("all", rows)]
     for key in ("codec", "content"):
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     width, height = (int(x) for x in args.size.lower().split("x"))
 
-    from kvq.io import atomic_open
-    from kvq.scorer import load_scorer
+    from kvq.core.io import atomic_open
+    from kvq.api.scorer import load_scorer
 
     scorer = load_scorer(args.checkpoint)  # before making clips: a bad checkpoint fails at once
     rows = read_labels(out / LABELS) if (out / LABELS).is_file() else make_clips(out, width, height, args.frames)

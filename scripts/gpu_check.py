@@ -36,7 +36,7 @@ import yaml  # noqa: E402
 
 import test as test_script  # noqa: E402
 from kvq.config import load_config  # noqa: E402
-from kvq.trainer import Trainer, TrainOptions  # noqa: E402
+from kvq.engine.trainer import Trainer, TrainOptions  # noqa: E402
 from tests.media import ksvqe_config, make_tiny_dataset, simplevqa_config  # noqa: E402
 
 EXIT_NO_GPU = 4

@@ -1,4 +1,4 @@
-"""Build the built-in KVQ-shaped demo dataset (no downloads); see kvq/demo_data.py for the layout.
+"""Build the built-in KVQ-shaped demo dataset (no downloads); see kvq/demo/data.py for the layout.
 
     python scripts/make_demo_dataset.py --out data/demo [--sources 24] [--seed 0] [--duration 3]
     python scripts/make_demo_dataset.py --out data/KVQ --layout kvq   # the KVQ release's file names
@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, setup_logging  # noqa: E402
-from kvq.demo_data import LAYOUTS, DemoDatasetError, DemoParams, build_dataset  # noqa: E402
+from kvq.demo.data import LAYOUTS, DemoDatasetError, DemoParams, build_dataset  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:

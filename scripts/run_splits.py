@@ -53,11 +53,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(log_level(args), int(os.environ.get("RANK", 0)))
-    from kvq.device import select_devices
-    from kvq.distributed import DistInfo, distributed
-    from kvq.metrics import CORRELATIONS
-    from kvq.nsplit import SplitOptions, run_splits, summarize, write_results
-    from kvq.preflight import check_pool
+    from kvq.core.device import select_devices
+    from kvq.core.distributed import DistInfo, distributed
+    from kvq.eval.metrics import CORRELATIONS
+    from kvq.engine.nsplit import SplitOptions, run_splits, summarize, write_results
+    from kvq.engine.preflight import check_pool
 
     if "RANK" in os.environ:
         session = distributed(args.gpu_id, args.local_rank, args.dist_timeout)

@@ -8,7 +8,7 @@ import yaml
 
 import test as test_script
 import train
-from kvq.evaluate import split_clips
+from kvq.eval.predict import split_clips
 from tests.media import ksvqe_config, make_tiny_dataset
 
 

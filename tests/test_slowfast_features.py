@@ -11,7 +11,7 @@ from kvq.cli import EXIT_PARTIAL
 import torch
 
 from datasets.decoding import VideoDecodeError, VideoReader, iter_frames
-from kvq.slowfast_features import MARKER, ClipStream, plan_clips
+from kvq.features.slowfast import MARKER, ClipStream, plan_clips
 from tests.media import make_video
 
 
@@ -99,7 +99,7 @@ def test_random_network_is_seeded_so_resumed_runs_agree(videos: Path, tmp_path: 
     nothing) and change with --seed; the global RNG is not touched."""
     import torch
 
-    from kvq.slowfast_features import build_extractor, feature_name
+    from kvq.features.slowfast import build_extractor, feature_name
 
     assert run(videos, tmp_path / "one") == 0
     assert run(videos, tmp_path / "two") == 0
@@ -115,7 +115,7 @@ def test_random_network_is_seeded_so_resumed_runs_agree(videos: Path, tmp_path: 
 
 
 def test_a_video_interrupted_while_saving_is_not_complete(tmp_path: Path, monkeypatch) -> None:
-    from kvq import slowfast_features as sf
+    from kvq.features import slowfast as sf
 
     plan = plan_clips(num_frames=300, fps=30)  # 10 clips: more than the 8 the reference rule checks
     slow = {i: np.zeros((1, 2048, 1, 1, 1), np.float32) for i in range(plan.n_unique)}
@@ -169,7 +169,7 @@ def test_folders_without_a_record_are_kept_on_resume_and_redone_by_the_cache(vid
                                                                            caplog) -> None:
     """An old marker (or the reference's layout, no marker) says nothing about the file:
     SlowFast_features.py keeps it with a warning; the --videos/API cache extracts it again."""
-    from kvq import slowfast_features as sf
+    from kvq.features import slowfast as sf
 
     assert run(videos, tmp_path) == 0
     a = tmp_path / "db" / "a.mp4"
@@ -204,7 +204,7 @@ def test_one_decoding_pass_gives_each_clip_read_on_its_own(tmp_path: Path, frame
 
 def test_clips_past_a_failed_pass_are_read_one_by_one(tmp_path: Path, monkeypatch) -> None:
     video = make_video(tmp_path / "v.mp4", size="64x48", frames=75, rate=20)
-    import kvq.slowfast_features as sf
+    import kvq.features.slowfast as sf
 
     def broken_after_25_frames(path: str):
         yield from list(iter_frames(path))[:25]

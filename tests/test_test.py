@@ -55,7 +55,7 @@ def test_empty_checkpoint_is_refused_with_exit_2(trained, tmp_path: Path, monkey
 
     import torch
 
-    from kvq.checkpoint import CheckpointMismatchError
+    from kvq.core.checkpoint import CheckpointMismatchError
     from kvq.cli import run_main
 
     cfg, _ = trained
@@ -139,7 +139,7 @@ def test_annotation_mode_scores_good_videos_and_lists_bad_ones(trained, tmp_path
 
 def test_missing_annotation_videos_are_listed_up_front(trained, tmp_path: Path) -> None:
     """Missing files are a setup error found by the preflight, all of them named (exit 2)."""
-    from kvq.preflight import PreflightError
+    from kvq.engine.preflight import PreflightError
 
     cfg, ckpt = trained
     (tmp_path / "list.csv").write_text("filename\nv0.mp4\ngone1.mp4\ngone2.mp4\n")
@@ -219,7 +219,7 @@ def test_videos_write_raw_and_calibrated_scores(trained, tmp_path: Path) -> None
     """--videos: `score` is the raw output, `calibrated_score` the checkpoint's calibration of it."""
     import torch
 
-    from kvq.calibration import Calibration
+    from kvq.eval.calibration import Calibration
 
     cfg, ckpt = trained
     cal = Calibration.from_dict(torch.load(ckpt, weights_only=False)["calibration"])
@@ -271,7 +271,7 @@ def test_simplevqa_videos_make_their_slowfast_features(trained, tmp_path: Path, 
 
 def test_simplevqa_videos_without_slowfast_weights_name_the_file(trained, tmp_path: Path,
                                                                  isolated_weight_dirs: Path) -> None:
-    from kvq.weights import MissingWeightsError
+    from kvq.core.weights import MissingWeightsError
 
     cfg, ckpt = trained
     data = Path(yaml.safe_load(cfg.read_text())["data"]["train"]["args"]["data_prefix"])
@@ -281,14 +281,14 @@ def test_simplevqa_videos_without_slowfast_weights_name_the_file(trained, tmp_pa
 
 
 def test_scoring_warns_about_bf16_where_the_gpu_has_none(trained, monkeypatch) -> None:
-    """load_model (test.py, load_scorer) checks the precision as training does (kvq.device.check_amp)."""
-    import kvq.inference
+    """load_model (test.py, load_scorer) checks the precision as training does (kvq.core.device.check_amp)."""
+    import kvq.api.inference
     from kvq.config import load_config
 
     cfg, ckpt = trained
     calls = []
-    monkeypatch.setattr(kvq.inference, "check_amp", lambda device, amp: calls.append((device, amp)))
-    kvq.inference.load_model(load_config(cfg, ["amp=bf16"]), str(ckpt), torch.device("cpu"))
+    monkeypatch.setattr(kvq.api.inference, "check_amp", lambda device, amp: calls.append((device, amp)))
+    kvq.api.inference.load_model(load_config(cfg, ["amp=bf16"]), str(ckpt), torch.device("cpu"))
     assert calls == [(torch.device("cpu"), "bf16")]
 
 

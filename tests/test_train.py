@@ -7,8 +7,8 @@ import torch
 import yaml
 
 import train
-from kvq import io as kvq_io
-from kvq.checkpoint import CheckpointMismatchError
+from kvq.core import io as kvq_io
+from kvq.core.checkpoint import CheckpointMismatchError
 from kvq.config import ConfigError
 from tests.media import make_tiny_dataset, simplevqa_config
 
@@ -102,7 +102,7 @@ def test_training_stores_a_train_split_calibration_in_the_best_checkpoints(data:
     import csv
 
     import test as test_script
-    from kvq.calibration import Calibration, fit_calibration
+    from kvq.eval.calibration import Calibration, fit_calibration
 
     cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, mos_scale={"name": "tiny MOS"}))
     run(cfg, tmp_path / "out")
@@ -156,9 +156,9 @@ def test_resume_from_a_corrupt_file_names_it(data: Path, tmp_path: Path) -> None
 def test_validation_scores_model_and_ema_in_one_pass(data: Path, tmp_path: Path, monkeypatch) -> None:
     """Each val video decoded once for both models; each model's metrics as predicted alone."""
     from kvq.config import load_config
-    from kvq.evaluate import predict
-    from kvq.metrics import correlation_metrics
-    from kvq.trainer import Trainer, TrainOptions
+    from kvq.eval.predict import predict
+    from kvq.eval.metrics import correlation_metrics
+    from kvq.engine.trainer import Trainer, TrainOptions
 
     cfg = load_config(write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, save_model=False)))
     trainer = Trainer(cfg, TrainOptions(output_dir=tmp_path / "out", progress=False), torch.device("cpu"))
@@ -191,7 +191,7 @@ def test_resume_with_another_amp_setting(data: Path, tmp_path: Path) -> None:
 def test_cuda_random_state_is_the_current_device_s(monkeypatch) -> None:
     """Saved: the current GPU's generator only, so a run resumes where fewer GPUs are visible;
     states of older runs (a list with every GPU's) still load."""
-    from kvq import trainer as engine
+    from kvq.engine import trainer as engine
 
     states = [torch.full((4,), i, dtype=torch.uint8) for i in range(4)]
     restored = []
@@ -211,7 +211,7 @@ def test_cuda_random_state_is_the_current_device_s(monkeypatch) -> None:
 
 def test_training_batches_are_full_and_calibration_scores_one_video_at_a_time(data: Path, tmp_path: Path,
                                                                               monkeypatch) -> None:
-    from kvq import trainer as engine
+    from kvq.engine import trainer as engine
 
     sizes, loaders = [], []
     real_plcc, real_predict, real_each = engine.plcc_loss, engine.predict, engine.predict_each

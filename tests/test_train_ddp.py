@@ -79,8 +79,8 @@ def _ddp_worker(rank: int, init_file: str, results: str) -> None:
 
     import torch.distributed as dist
 
-    from kvq.distributed import DistInfo
-    from kvq.trainer import Trainer, TrainOptions
+    from kvq.core.distributed import DistInfo
+    from kvq.engine.trainer import Trainer, TrainOptions
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     out = {}

@@ -129,7 +129,7 @@ def test_clip_inputs_normalise_uint8_views_as_the_samples_did(root: Path) -> Non
     """uint8 views normalised after the copy (and the clip split) equal the float views the
     dataset used to send, normalised per sample and split on the host."""
     from datasets.normalize import CLIP, IMAGENET, IMAGENET_0_255, TECHNICAL
-    from kvq.evaluate import clip_inputs, split_clips
+    from kvq.eval.predict import clip_inputs, split_clips
 
     ds = build_dataset(ksvqe_spec(root))
     samples = [ds[0], ds[1]]

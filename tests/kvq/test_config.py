@@ -195,7 +195,7 @@ def test_config_typo_exits_2_before_any_model_is_built(tmp_path: Path, monkeypat
 
     data = minimal()
     data["model"]["args"]["simpleVQA"]["head"] = {"hidden_channel": 8}
-    monkeypatch.setattr("kvq.trainer.create_model", lambda cfg: pytest.fail("model built"))
+    monkeypatch.setattr("kvq.engine.trainer.create_model", lambda cfg: pytest.fail("model built"))
     monkeypatch.setattr("sys.argv", ["train.py", "-o", str(write(tmp_path, data)), "-r", str(tmp_path / "out")])
     with pytest.raises(SystemExit) as exit_:
         run_main(train.main)
@@ -206,8 +206,8 @@ def test_config_typo_exits_2_before_any_model_is_built(tmp_path: Path, monkeypat
 def test_load_path_is_found_where_weights_are(tmp_path: Path, isolated_weight_dirs: Path) -> None:
     import torch
 
-    from kvq.checkpoint import load_checkpoint_file
-    from kvq.weights import MissingWeightsError
+    from kvq.core.checkpoint import load_checkpoint_file
+    from kvq.core.weights import MissingWeightsError
 
     name = "KSVQE_techniqual_pretrainonLSVQ.pth"
     with pytest.raises(MissingWeightsError, match=f"'{name}' does not exist.*{isolated_weight_dirs}.*"

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from open_clip.transformer import QuickGELU
 from torch import nn
 
-from kvq.weights import MissingWeightsError
+from kvq.core.weights import MissingWeightsError
 from models.clip_visual import ClipVisualAdapter, read_openai_visual_state, resize_pos_embed
 
 TINY = dict(image_size=32, patch_size=16, width=64, layers=3, heads=2, output_dim=16)

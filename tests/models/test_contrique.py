@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kvq.weights import MissingWeightsError
+from kvq.core.weights import MissingWeightsError
 from models.contrique import ContriqueEncoder
 from tests.conftest import load_json
 

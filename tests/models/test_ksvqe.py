@@ -7,10 +7,10 @@ from typing import Callable
 import pytest
 import torch
 
-from kvq.checkpoint import CheckpointMismatchError, load_into
-from kvq.conformance import compare_case
-from kvq.registry import BACKBONES
-from kvq.weights import MissingWeightsError
+from kvq.core.checkpoint import CheckpointMismatchError, load_into
+from kvq.eval.conformance import compare_case
+from models.registry import BACKBONES
+from kvq.core.weights import MissingWeightsError
 from models.ksvqe import KSVQE, MODULATION_MODULES, key_frames
 from models.modulation import distortion_contrastive_loss
 from models.network import VQANetwork

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torchvision
 
-from kvq.checkpoint import load_into, read_checkpoint
-from kvq.conformance import check_fixture
-from kvq.weights import MissingWeightsError
+from kvq.core.checkpoint import load_into, read_checkpoint
+from kvq.eval.conformance import check_fixture
+from kvq.core.weights import MissingWeightsError
 from models.network import VQANetwork
 from models.simplevqa import DEAD_MLP_REASON, SimpleVQABackbone
 from tests.conftest import load_json

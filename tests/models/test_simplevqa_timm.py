@@ -10,7 +10,7 @@ import torch
 
 import datasets  # noqa: F401  (registers the datasets)
 from kvq.config import load_config
-from kvq.weights import WEIGHTS, resolve_weight
+from kvq.core.weights import WEIGHTS, resolve_weight
 from models.network import VQANetwork
 from models.simplevqa import SimpleVQABackbone, map_by_position
 
@@ -125,7 +125,7 @@ def test_swin_b384_branch_runs_a_forward_with_random_weights() -> None:
 
 
 def test_views_normalised_otherwise_than_the_weight_record_are_a_preflight_problem() -> None:
-    from kvq.preflight import normalization_problems
+    from kvq.engine.preflight import normalization_problems
 
     def cfg(normalization: str, backbone: dict) -> dict:
         return {"model": {"args": {"simpleVQA": {"backbone": backbone, "head": {}}}},
@@ -141,7 +141,7 @@ def test_views_normalised_otherwise_than_the_weight_record_are_a_preflight_probl
 def test_files_scored_by_path_get_no_slowfast_features_without_a_feature_folder() -> None:
     """The demo config (motion_channels 0, data_prefix_3D null): test.py --videos and load_scorer
     make no SlowFast features; a config with a feature folder still does."""
-    from kvq.inference import needs_slowfast_features
+    from kvq.api.inference import needs_slowfast_features
 
     spec = load_config(ROOT / "config/demo_simpleVQA.yml")["data"]["test"]
     assert not needs_slowfast_features(spec)

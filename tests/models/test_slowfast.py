@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from kvq.checkpoint import load_into
-from kvq.conformance import check_fixture, compare_case
-from kvq.device import to_channels_last
-from kvq.weights import MissingWeightsError
+from kvq.core.checkpoint import load_into
+from kvq.eval.conformance import check_fixture, compare_case
+from kvq.core.device import to_channels_last
+from kvq.core.weights import MissingWeightsError
 from models.slowfast import KINETICS_CLASSES, SlowFastExtractor, pack_pathways, preprocess_frames, to_extractor_keys
 from tests.conftest import load_json
 

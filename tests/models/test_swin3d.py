@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import models.swin3d as swin3d
-from kvq.checkpoint import load_into
-from kvq.conformance import compare_case
-from kvq.registry import BACKBONES
-from kvq.weights import MissingWeightsError
+from kvq.core.checkpoint import load_into
+from kvq.eval.conformance import compare_case
+from models.registry import BACKBONES
+from kvq.core.weights import MissingWeightsError
 from models.network import VQANetwork
 from tests.conftest import load_json
 
@@ -85,7 +85,7 @@ def test_kinetics_checkpoint_loads(tmp_path, caplog):
 def test_missing_weights_raise(tmp_path, monkeypatch):
     with pytest.raises(MissingWeightsError, match="does not exist"):
         BACKBONES.get("swin_tiny_grpb")(pretrained=True, pretrained_path=str(tmp_path / "absent.pth"))
-    monkeypatch.setattr("kvq.weights.search_dirs", lambda: [tmp_path])
+    monkeypatch.setattr("kvq.core.weights.search_dirs", lambda: [tmp_path])
     with pytest.raises(MissingWeightsError, match="swin_tiny_patch244_window877_kinetics400_1k.pth"):
         BACKBONES.get("swin_tiny")()
 

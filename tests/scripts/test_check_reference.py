@@ -1,4 +1,4 @@
-"""scripts/check_reference.py and the kvq.conformance functions behind it."""
+"""scripts/check_reference.py and the kvq.eval.conformance functions behind it."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kvq.conformance import Comparison, check_all, compare_case
+from kvq.eval.conformance import Comparison, check_all, compare_case
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "check_reference.py"

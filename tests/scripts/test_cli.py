@@ -16,8 +16,8 @@ import torch
 import SlowFast_features
 import metric_score
 from kvq import cli
-from kvq.device import DeviceError, select_devices
-from kvq.distributed import process_device
+from kvq.core.device import DeviceError, select_devices
+from kvq.core.distributed import process_device
 from tests.media import make_video
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scripts import generalisation_check
-from tests.kvq.test_scorer import MODEL_ARGS, fast_config
+from tests.kvq.api.test_scorer import MODEL_ARGS, fast_config
 
 
 @pytest.fixture(scope="module")

@@ -65,10 +65,10 @@ def test_demo_script_modes(pretrained: str, fake_python: Path, tmp_path: Path) -
 @pytest.mark.parametrize("config", ["config/demo_simpleVQA.yml", "config/demo_simpleVQA_pretrained.yml"])
 def test_demo_configs_follow_their_weight_records(config: str) -> None:
     """Each demo config passes the load-time checks, and its views are normalised as its spatial
-    branch's weight record says (kvq.preflight.normalization_problems)."""
+    branch's weight record says (kvq.engine.preflight.normalization_problems)."""
     import datasets  # noqa: F401  (registers the datasets)
     from kvq.config import load_config
-    from kvq.preflight import normalization_problems
+    from kvq.engine.preflight import normalization_problems
 
     assert normalization_problems(load_config(ROOT / config)) == []
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kvq import demo_data
-from kvq.demo_data import PROCESSINGS, DemoDatasetError, DemoParams, build_dataset
+from kvq.demo import data as demo_data
+from kvq.demo.data import PROCESSINGS, DemoDatasetError, DemoParams, build_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = DemoParams(sources=3, seed=7, duration=1.0, width=64, height=112)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from datasets.annotations import read_annotations
-from kvq import nsplit
+from kvq.engine import nsplit
 from kvq.config import load_config
 from tests.media import make_tiny_dataset, simplevqa_config
 
@@ -180,7 +180,7 @@ def test_walkthrough_on_a_tiny_demo_build(tmp_path: Path, capsys) -> None:
     """README "Train on your own dataset" at tiny scale: demo dataset -> convert_annotations.py
     (groups inferred from the KVQ naming) -> run_splits.py with config/demo_splits.yml: 2 splits,
     2 epochs on cached EfficientNet-Lite0 features, every source group in exactly one part."""
-    from kvq.demo_data import DemoParams, build_dataset
+    from kvq.demo.data import DemoParams, build_dataset
 
     data = tmp_path / "data"
     build_dataset(data, DemoParams(sources=3, seed=7, duration=1.0, width=64, height=112))

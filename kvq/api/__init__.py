@@ -1,0 +1,1 @@
+"""Scoring videos with a trained checkpoint: model loading, video expansion, the Scorer."""

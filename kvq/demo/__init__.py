@@ -1,0 +1,1 @@
+"""The demo dataset: generated clips, VMAF labels, annotation files."""

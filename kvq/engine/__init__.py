@@ -1,0 +1,1 @@
+"""Training: the trainer, EMA, optimiser and schedule, losses, preflight checks, output folders, the n-split protocol."""

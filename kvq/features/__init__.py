@@ -1,0 +1,1 @@
+"""Feature extraction: the SlowFast feature cache of SimpleVQA."""
