@@ -34,8 +34,6 @@ VIEW = mapping(
     "technical: fragments_*, fsize_*, aligned, and with ViewDecompositionDataset_KVQ size_h/size_w for the "
     "CLIP view; aesthetic: size_h/size_w; simpleVQA: resize, crop)",
 )
-OLD_REFERENCE_NORMALIZATION = "seed_0_255"  # earlier name of 'reference_0_255' (configs, checkpoints)
-
 DEPRECATED_VIEW_KEYS = frozenset(k for k, opt in VIEW.children.items() if opt.deprecated)
 
 DATA_ARGS = mapping(
@@ -51,10 +49,10 @@ DATA_ARGS = mapping(
         "feature_type": string("SlowFast", "SimpleVQA: Slow (2048) | Fast (256) | SlowFast (2304)",
                                choices=["Slow", "Fast", "SlowFast"], nullable=False),
         "normalization": string("imagenet", "SimpleVQA: 'imagenet' (on [0,1], correct), 'reference_0_255' "
-                                "(the reference's, on 0-255 values; for checkpoints trained with it; the older "
-                                "name 'seed_0_255' is accepted) or 'inception' (mean = std = 0.5 on [0,1]); must "
+                                "(the reference's, on 0-255 values; for checkpoints trained with it) or 'inception' "
+                                "(mean = std = 0.5 on [0,1]); must "
                                 "fit the mean/std of the backbone's weight record (checked before any work)",
-                                choices=["imagenet", "reference_0_255", OLD_REFERENCE_NORMALIZATION, "inception"],
+                                choices=["imagenet", "reference_0_255", "inception"],
                                 nullable=False),
         "decoder": string("decord", "primary decoder: decord | pyav (the other one is the fallback)",
                           choices=["decord", "pyav"], nullable=False),
@@ -76,10 +74,8 @@ DATA_SPEC = mapping(
 )
 
 
-def check_data(data: dict, raw: Any, source: str, stored: bool = False) -> None:
-    """Splits, dataset types and views (each holds only the options its dataset reads for it).
-    stored: a config saved in a checkpoint by an earlier version, which filled every view key with
-    its default: such keys that do not apply are dropped instead of refused."""
+def check_data(data: dict, raw: Any, source: str) -> None:
+    """Splits, dataset types and views (each holds only the options its dataset reads for it)."""
     for split, spec in data.items():
         if split not in ("train", "val", "test"):
             raise ConfigError(f"{source}: unknown key 'data.{split}'{did_you_mean(split, ['train', 'val', 'test'])}")
@@ -93,8 +89,8 @@ def check_data(data: dict, raw: Any, source: str, stored: bool = False) -> None:
             if not view.startswith(("technical", "aesthetic", "simpleVQA")):
                 raise ConfigError(f"{source}: '{path}': view names must start with technical, aesthetic or simpleVQA")
             reads = dataset.view_options(view) | DEPRECATED_VIEW_KEYS
-            for key, value in raw_at(raw, "data", split, "args", "sample_types", view).items():
-                if key not in reads and not (stored and value == VIEW.children[key].default):
+            for key in raw_at(raw, "data", split, "args", "sample_types", view):
+                if key not in reads:
                     raise ConfigError(f"{source}: '{path}.{key}' does not apply to view '{view}' of {spec['type']}"
                                       f"{did_you_mean(key, reads)}; it reads: {', '.join(sorted(reads))}")
             opts = views[view] = {k: v for k, v in opts.items() if k in reads}
@@ -103,5 +99,3 @@ def check_data(data: dict, raw: Any, source: str, stored: bool = False) -> None:
             if opts.get("t_frag") and opts["clip_len"] % opts["t_frag"]:
                 raise ConfigError(f"{source}: '{path}': clip_len {opts['clip_len']} is not a multiple of "
                                   f"t_frag {opts['t_frag']}")
-        if spec["args"]["normalization"] == OLD_REFERENCE_NORMALIZATION:
-            spec["args"]["normalization"] = "reference_0_255"

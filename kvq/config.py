@@ -107,17 +107,16 @@ SCHEMA: dict[str, Opt] = {
 SCHEMA["wandb"].deprecated = "no wandb logging; ignored"
 
 
-def validate(raw: Mapping[str, Any], source: str = "<config>", stored: bool = False) -> Config:
+def validate(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     """The whole config checked (schema, registries, views) with defaults filled in; any problem
-    is a ConfigError naming `source`, the key path and the nearest valid name. stored: the config
-    comes from a checkpoint (see `datasets.schema.check_data`)."""
+    is a ConfigError naming `source`, the key path and the nearest valid name."""
     if isinstance(raw, Mapping) and isinstance(raw.get("amp"), bool):  # YAML 1.1 reads a bare off as false
         if raw["amp"]:
             raise ConfigError(f"{source}: key 'amp' is true; say which precision: bf16 or fp16 (or off)")
         raw = {**raw, "amp": "off"}
     warnings: list[str] = []
     data = validate_mapping(raw, SCHEMA, "", source, warnings)
-    check_data(data["data"], raw, source, stored)
+    check_data(data["data"], raw, source)
     check_model(data["model"], source, warnings)
     max_videos = data["calibration"]["max_videos"]
     if max_videos is not None and max_videos < 2:

@@ -53,7 +53,7 @@ def checkpoint_config(obj: Any, checkpoint: str | Path, overrides: Sequence[str]
     if not isinstance(stored, Mapping):
         raise ConfigError(f"{checkpoint} holds no config (not a checkpoint written by train.py): give the "
                           "config file too (test.py -o CONFIG, load_scorer(CONFIG, checkpoint=...))")
-    cfg = validate(apply_overrides(dict(stored), overrides), f"{checkpoint} (stored config)", stored=True)
+    cfg = validate(apply_overrides(dict(stored), overrides), f"{checkpoint} (stored config)")
     for key, entry in cfg["model"]["args"].items():  # every weight comes from the checkpoint itself
         if "pretrained" in inspect.signature(BACKBONES.get(key).__init__).parameters:
             entry["backbone"] = {**(entry.get("backbone") or {}), "pretrained": False}
