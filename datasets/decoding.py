@@ -4,7 +4,7 @@ Each distinct requested frame is decoded and stored once (`read_unique`: the dis
 an index that maps requests to them, so overlapping clips cost no full-resolution copies); decord's
 output buffer is handed over without a copy.
 
-Decode strategy by sampling pattern (`choose_strategy`): decord seeks to each requested frame
+Decode strategy by sampling pattern (`choose_strategy`, datasets/frame_plan.py): decord seeks to each requested frame
 (from its keyframe, or forward from the previous one in the same group of pictures); when the
 frames are dense or the keyframe interval long, that decodes nearly every frame up to the last one
 anyway, and one sequential PyAV pass (`decode_sequential`, FFmpeg's own frame/slice threads) is
@@ -26,12 +26,13 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.dlpack import from_dlpack
 
+from datasets.frame_plan import choose_strategy, decoded_frames, demux_plan, unique_frames
 from kvq.core.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -87,103 +88,10 @@ def is_image_format(format_name: str) -> bool:
     return any(n in IMAGE_DEMUXERS or n.endswith("_pipe") for n in format_name.split(","))
 
 
-SEQUENTIAL_SPEEDUP = 2.0  # decord seeking cost per decoded frame / a sequential PyAV pass's (measured 2.5)
-
-
-def seek_cost(unique: np.ndarray, keyframes: Sequence[int]) -> int:
-    """Frames decord decodes for sorted distinct frames `unique` given the keyframe indices: a
-    frame in a later group of pictures is decoded from its keyframe, one in the current group
-    from the frame after the previous one."""
-    keys = np.asarray(sorted(keyframes) or [0], dtype=np.int64)
-    group = np.searchsorted(keys, unique, side="right") - 1
-    cost, pos, current = 0, -1, -1
-    for frame, g in zip(unique.tolist(), group.tolist()):
-        start = int(keys[max(g, 0)]) if g != current else pos + 1
-        cost += frame - start + 1
-        pos, current = frame, g
-    return cost
-
-
-def choose_strategy(unique: np.ndarray, keyframes: Sequence[int]) -> str:
-    """"sequential" (one pass from frame 0 to the last requested one) when it decodes at most
-    SEQUENTIAL_SPEEDUP times the frames seeking decodes, else "seek"."""
-    return "sequential" if int(unique[-1]) + 1 <= SEQUENTIAL_SPEEDUP * seek_cost(unique, keyframes) else "seek"
-
-
 def decoder_threads() -> int:
     """FFmpeg decoding threads: torch's thread count (1 in data-loader workers, which already
     use the cores; all cores in a main process)."""
     return max(1, torch.get_num_threads())
-
-
-NONREF_SKIP_CODECS = ("h264", "hevc")  # decoders whose skip_frame NONREF drops only frames no other frame references
-
-
-class PacketPlan(NamedTuple):
-    """What a sequential pass decodes: frame number by pts; per packet (decode order), send: decode
-    it; needed: it holds a requested frame."""
-
-    frame_of_pts: dict[int, int]
-    send: np.ndarray
-    needed: np.ndarray
-
-
-def packet_plan(pts: Sequence[int], keyframe: Sequence[bool], unique: np.ndarray) -> PacketPlan:
-    """The packets (decode order; distinct `pts`, keyframe flags) that sorted distinct frames
-    `unique` need; frame number = rank of the packet's pts.
-
-    A keyframe that no later packet shows a frame before (no leading pictures: a closed group of
-    pictures, as x264 writes by default) starts a segment that needs nothing decoded before it;
-    in each segment the packets after its last needed one are not decoded (the end of a group of
-    pictures after the last requested frame, and groups without one). Open groups (leading
-    pictures: x265's and MPEG-2's defaults) are decoded on from the segment before."""
-    frame = np.empty(len(pts), dtype=np.int64)
-    frame[np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")] = np.arange(len(pts))
-    needed = np.isin(frame, unique)
-    later_min = np.minimum.accumulate(np.append(frame, len(pts))[::-1])[::-1][1:]  # smallest frame after each packet
-    starts = [0] + [j for j in range(1, len(pts)) if keyframe[j] and later_min[j] > frame[j]]
-    send = np.zeros(len(pts), dtype=bool)
-    for a, b in zip(starts, starts[1:] + [len(pts)]):
-        hits = np.flatnonzero(needed[a:b])
-        if len(hits):
-            send[a:a + int(hits[-1]) + 1] = True
-    return PacketPlan({int(p): int(f) for p, f in zip(pts, frame)}, send, needed)
-
-
-def _decoded(container: Any, stream: Any, plan: Optional[PacketPlan]) -> Iterator[tuple[int, Any]]:
-    """(frame number, frame) in output order: with a plan, its packets (H.264/HEVC frames that are
-    neither needed nor referenced skipped by FFmpeg's skip_frame NONREF), numbered by pts (-1: a
-    pts no packet had); without one, every packet, numbered in output order."""
-    codec = stream.codec_context
-    skip_nonref = plan is not None and codec.name in NONREF_SKIP_CODECS
-    stop = int(np.flatnonzero(plan.send)[-1]) if plan is not None else -1
-    k = -1
-    for j, packet in enumerate(p for p in container.demux(stream) if p.size > 0):
-        if plan is not None:
-            if j > stop:
-                break
-            if not plan.send[j]:
-                continue
-            if skip_nonref:
-                codec.skip_frame = "DEFAULT" if plan.needed[j] else "NONREF"
-        for frame in codec.decode(packet):
-            k = plan.frame_of_pts.get(frame.pts, -1) if plan is not None else k + 1
-            yield k, frame
-    for frame in codec.decode(None):  # the frames still in the decoder
-        k = plan.frame_of_pts.get(frame.pts, -1) if plan is not None else k + 1
-        yield k, frame
-
-
-def _plan(path: str, unique: np.ndarray) -> Optional[PacketPlan]:
-    """`packet_plan` from a demuxing pass (no decoding); None when packets lack distinct pts."""
-    import av
-
-    with av.open(path) as container:
-        packets = [(p.pts, p.is_keyframe) for p in container.demux(container.streams.video[0]) if p.size > 0]
-    pts = [p for p, _ in packets]
-    if not pts or None in pts or len(set(pts)) < len(pts):
-        return None
-    return packet_plan(pts, [k for _, k in packets], unique)
 
 
 def decode_sequential(path: str, unique: np.ndarray, num_frames: int) -> np.ndarray:
@@ -192,13 +100,13 @@ def decode_sequential(path: str, unique: np.ndarray, num_frames: int) -> np.ndar
     straight into the output.
 
     When the packets have distinct pts, only the packets the requested frames need are decoded
-    (`packet_plan`, `_decoded`): the same frames, far fewer decoded (measured on the benchmark's
+    (`packet_plan`, `decoded_frames`): the same frames, far fewer decoded (measured on the benchmark's
     x264 clips: SimpleVQA's 8 frames and KSVQE's every 4th about twice as fast). Should the frames
     not come out in pts order, the pass is redone decoding every frame."""
     import av
 
     try:
-        plan = _plan(path, unique)
+        plan = demux_plan(path, unique)
         while True:
             out: Optional[np.ndarray] = None
             got = np.zeros(len(unique), dtype=bool)
@@ -207,7 +115,7 @@ def decode_sequential(path: str, unique: np.ndarray, num_frames: int) -> np.ndar
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
                 stream.thread_count = decoder_threads()
-                for k, frame in _decoded(container, stream, plan):
+                for k, frame in decoded_frames(container, stream, plan):
                     if k <= previous:
                         ordered = False
                         break
@@ -256,12 +164,6 @@ def _check_file(path: str) -> None:
         raise VideoDecodeError(f"{path}: no such file")
     if p.stat().st_size == 0:
         raise VideoDecodeError(f"{path}: the file is empty (0 bytes)")
-
-
-def unique_frames(indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """indices [T] -> (distinct frame numbers, sorted [U]; inverse [T]) with unique[inverse] == indices."""
-    unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
-    return unique, inverse.reshape(-1)
 
 
 class _Reader:

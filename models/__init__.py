@@ -1,6 +1,6 @@
-"""Quality models. The backbone modules (models.ksvqe, models.simplevqa, models.swin3d) register
-their classes in `kvq.core.registry.BACKBONES`, which imports them on its first lookup: this package
-imports none of them, so that models.slowfast alone (SlowFast_features.py) does not import
+"""Quality models. The backbone modules (models.ksvqe, models.simplevqa, models.swin3d_backbone)
+register their classes in `models.registry.BACKBONES`, which imports them on its first lookup: this
+package imports none of them, so that models.slowfast alone (SlowFast_features.py) does not import
 torchvision."""
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ parameter names, so checkpoints trained with the reference load unchanged:
   key frames of `resize_video`; gives a 7x7 quality score map and patch tokens per key frame.
 - `spa_patchnet` (models/region_selection.py): quality-aware region selection, cuts a 7x7
   mini-patch window (224 px) out of every frame of the 288 px `fragment`.
-- Swin-T 3D with GRPB (models/swin3d.py, inherited: `patch_embed`, `layers`, `norm`).
+- Swin-T 3D with GRPB (models/swin3d_backbone.py, inherited: `patch_embed`, `layers`, `norm`).
 - `distortion_tool` (models/contrique.py): frozen CONTRIQUE tokens of every 2nd selected frame,
   refined by `dist_adapter` (0.2 * adapter + 0.8 * tokens); supervised contrastive loss on them.
 - After each Swin stage l >= tuning_stage (j = l - tuning_stage): content-adaptive modulation
@@ -36,7 +36,7 @@ from models.contrique import ContriqueEncoder
 from models.modulation import (CrossAttention, DistortionModulation, SemanticModulation, TemporalSelfAttention,
                                adapter_mlp)
 from models.region_selection import RegionSelection
-from models.swin3d import SwinTransformer3D, load_kinetics_weights
+from models.swin3d_backbone import SwinTransformer3D, load_kinetics_weights
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from kvq.core.registry import Registry
 
-BACKBONES = Registry("backbone", modules=("models.ksvqe", "models.simplevqa", "models.swin3d"))
+BACKBONES = Registry("backbone", modules=("models.ksvqe", "models.simplevqa", "models.swin3d_backbone"))
 HEADS = Registry("head", modules=("models.heads",))
 
 __all__ = ["BACKBONES", "HEADS"]

@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.decoding import (DecordReader, PyAVReader, VideoDecodeError, _plan, choose_strategy, decode_sequential,
-                              iter_frames, packet_plan, read_frames, seek_cost)
+from datasets.decoding import DecordReader, PyAVReader, VideoDecodeError, decode_sequential, iter_frames, read_frames
+from datasets.frame_plan import PacketPlan, choose_strategy, decoded_frames, demux_plan, packet_plan, seek_cost
 from tests.media import make_video
 
 
@@ -169,15 +169,13 @@ def test_partial_sequential_pass_gives_the_frames_of_a_full_pass(tmp_path: Path,
     """Decoding only what the requested frames need returns the bytes of decoding every frame."""
     import av
 
-    from datasets.decoding import _decoded
-
     v = str(make_video(tmp_path / name, size="96x64", frames=80, extra=extra))
     every = np.stack(list(iter_frames(v)))
     for unique in (np.array([3, 17, 40, 41, 66]), np.arange(0, 80, 4), np.array([79])):
         np.testing.assert_array_equal(decode_sequential(v, unique, len(every)), every[unique])
     sparse = np.array([3, 17, 40, 41, 66])
     with av.open(v) as container:
-        decoded = [k for k, _ in _decoded(container, container.streams.video[0], _plan(v, sparse))]
+        decoded = [k for k, _ in decoded_frames(container, container.streams.video[0], demux_plan(v, sparse))]
     assert set(sparse) <= set(decoded) and (len(decoded) < 60) == skips
 
 
@@ -189,10 +187,10 @@ def test_frames_out_of_pts_order_are_decoded_again_in_full(tmp_path: Path, monke
     v = str(make_video(tmp_path / "k.mp4", size="96x64", frames=40, extra=("-g", "10", "-bf", "2")))
     every = np.stack(list(iter_frames(v)))
 
-    def swapped_plan(path: str, unique: np.ndarray) -> decoding.PacketPlan:
-        plan = _plan(path, unique)
+    def swapped_plan(path: str, unique: np.ndarray) -> PacketPlan:
+        plan = demux_plan(path, unique)
         return plan._replace(frame_of_pts={p: f ^ 1 for p, f in plan.frame_of_pts.items()})  # 1, 0, 3, 2, ...
 
-    monkeypatch.setattr(decoding, "_plan", swapped_plan)
+    monkeypatch.setattr(decoding, "demux_plan", swapped_plan)
     unique = np.array([2, 11, 25, 39])
     np.testing.assert_array_equal(decode_sequential(v, unique, 40), every[unique])

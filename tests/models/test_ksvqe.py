@@ -14,7 +14,7 @@ from kvq.core.weights import MissingWeightsError
 from models.ksvqe import KSVQE, MODULATION_MODULES, key_frames
 from models.modulation import distortion_contrastive_loss
 from models.network import VQANetwork
-from models.swin3d import SWIN_PREFIXES
+from models.swin3d_backbone import SWIN_PREFIXES
 from tests.conftest import load_json
 
 FROZEN_PREFIXES = ("CLIP_tool.visual.", "distortion_tool.")

@@ -76,7 +76,7 @@ def test_kinetics_checkpoint_loads(tmp_path, caplog):
     assert len(frag_keys) == 2 + 2 + 6  # GRPB in stages 0-2 only
 
     # window (4, 4, 4): bias tables and indices do not fit -> skipped and logged, the rest loads
-    with caplog.at_level(logging.WARNING, logger="models.swin3d"):
+    with caplog.at_level(logging.WARNING, logger="models.swin3d_backbone"):
         small_window = BACKBONES.get("swin_tiny_grpb_m")(pretrained=True, pretrained_path=str(path))
     assert "layers.0.blocks.0.attn.relative_position_bias_table skipped" in caplog.text
     assert torch.equal(small_window.layers[2].blocks[3].mlp.fc1.weight, source.layers[2].blocks[3].mlp.fc1.weight)

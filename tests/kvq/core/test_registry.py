@@ -9,14 +9,14 @@ import pytest
 
 from kvq.core.registry import Registry
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_modules_are_imported_on_the_first_lookup_only() -> None:
     """A fresh interpreter: importing `models` (what models.slowfast does) imports no backbone module
     (they import torchvision); the first lookup imports them all."""
-    code = ("import sys, models; from kvq.core.registry import BACKBONES, DATASETS\n"
-            "print(sorted(m for m in sys.modules if m in ('models.ksvqe', 'models.simplevqa', 'models.swin3d',"
+    code = ("import sys, models; from models.registry import BACKBONES; from datasets.registry import DATASETS\n"
+            "print(sorted(m for m in sys.modules if m in ('models.ksvqe', 'models.simplevqa', 'models.swin3d_backbone',"
             " 'datasets.kvq_datasets', 'torchvision')))\n"
             "print(BACKBONES.names(), 'ViewDecompositionDataset_KVQ' in DATASETS)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
