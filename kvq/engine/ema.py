@@ -46,10 +46,10 @@ class ModelEMA:
         return {k: v for k, v in self.module.state_dict().items() if k not in self.shared}
 
     def load_state_dict(self, state: dict) -> None:
-        """A `state_dict` of this class, or a full state dict (training states written before
-        the frozen parameters were shared: their copies of those are skipped, being the model's)."""
+        """A `state_dict` of this class (without the parameters shared with the model)."""
+        unexpected = sorted(set(state) & self.shared)  # would overwrite the model's own parameters
         result = self.module.load_state_dict({k: v for k, v in state.items() if k not in self.shared}, strict=False)
         missing = sorted(set(result.missing_keys) - self.shared)
-        if missing or result.unexpected_keys:
-            raise RuntimeError(f"EMA state does not fit the model: missing {missing}, "
-                               f"unexpected {sorted(result.unexpected_keys)}")
+        unexpected += sorted(result.unexpected_keys)
+        if missing or unexpected:
+            raise RuntimeError(f"EMA state does not fit the model: missing {missing}, unexpected {unexpected}")

@@ -1,7 +1,9 @@
-"""AdamW with backbone/other and decay/no-decay parameter groups."""
+"""AdamW with backbone/other and decay/no-decay parameter groups, and its learning-rate schedule:
+linear warm-up, then cosine decay to 0, stepped per iteration."""
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Mapping
 
 import torch
@@ -38,3 +40,22 @@ def build_optimizer(model: nn.Module, opt: Mapping[str, Any]) -> torch.optim.Ada
     if not groups:
         raise ValueError("the model has no trainable parameters")
     return torch.optim.AdamW(groups, lr=opt["lr"])
+
+
+def warmup_cosine(step: int, warmup_iters: int, total_iters: int) -> float:
+    """LR factor of iteration `step` (0-based): (step+1)/warmup during warm-up, then
+    0.5·(1+cos(π·progress)) over the remaining iterations. Unlike the reference, the first step
+    does not use LR 0, the cosine spans (total - warmup) iterations, and warmup 0 works."""
+    if step < warmup_iters:
+        return (step + 1) / warmup_iters
+    span = max(total_iters - warmup_iters, 1)
+    progress = min((step - warmup_iters) / span, 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, warmup_epochs: float, total_epochs: float,
+                    iters_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-iteration `warmup_cosine` schedule of `optimizer` (epochs given as fractions allowed)."""
+    warmup = int(warmup_epochs * iters_per_epoch)
+    total = int(total_epochs * iters_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, total))

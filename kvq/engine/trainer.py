@@ -42,7 +42,7 @@ from kvq.engine.optim import build_optimizer
 from kvq.engine.preflight import check_training
 from kvq.eval.plots import curves_plot, scatter_plot
 from kvq.engine.runs import check_output_dir
-from kvq.engine.schedule import build_scheduler
+from kvq.engine.optim import build_scheduler
 from models import create_model
 
 log = logging.getLogger(__name__)

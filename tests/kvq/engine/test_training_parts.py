@@ -6,8 +6,7 @@ from torch import nn
 
 from kvq.engine.ema import ModelEMA
 from kvq.engine.losses import plcc_loss, rank_loss
-from kvq.engine.optim import param_groups
-from kvq.engine.schedule import warmup_cosine
+from kvq.engine.optim import param_groups, warmup_cosine
 
 
 def test_plcc_loss_matches_closed_form() -> None:
@@ -87,17 +86,18 @@ def test_fused_ema_update_equals_the_old_formula_and_shares_frozen_parameters() 
     assert not set(ema.state_dict()) & ema.shared  # stored once, under the model
 
 
-def test_ema_loads_a_full_state_dict_of_older_training_states() -> None:
+def test_ema_loads_its_own_state_dict_only() -> None:
     model = _frozen_tower_model()
-    full = {k: v + 1 for k, v in model.state_dict().items()}  # what ModelEMA.state_dict() wrote before
     ema = ModelEMA(model)
-    ema.load_state_dict(full)
+    own = {k: v + 1 for k, v in ema.state_dict().items()}
+    ema.load_state_dict(own)
     for key, value in ema.module.state_dict().items():
-        expected = model.state_dict()[key] if key in ema.shared else full[key]
+        expected = model.state_dict()[key] if key in ema.shared else own[key]
         assert torch.equal(value, expected), key
-    ema.load_state_dict(ema.state_dict())  # the new, smaller form
+    with pytest.raises(RuntimeError, match="unexpected.*0.weight"):  # a full state dict holds the shared ones
+        ema.load_state_dict({k: v + 1 for k, v in model.state_dict().items()})
     with pytest.raises(RuntimeError, match="missing.*2.weight"):
-        ema.load_state_dict({k: v for k, v in full.items() if k != "2.weight"})
+        ema.load_state_dict({k: v for k, v in own.items() if k != "2.weight"})
 
 
 class Net(nn.Module):
