@@ -1,4 +1,5 @@
 """SlowFast_features.py: file layout, clip plan, resume, bad videos (random-weight network), imports."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -167,13 +168,13 @@ def test_resume_extracts_a_replaced_video_again(videos: Path, tmp_path: Path) ->
 
 def test_folders_without_a_record_are_kept_on_resume_and_redone_by_the_cache(videos: Path, tmp_path: Path,
                                                                            caplog) -> None:
-    """An old marker (or the reference's layout, no marker) says nothing about the file:
+    """A marker without the file's identity (or the reference's layout, no marker) says nothing about the file:
     SlowFast_features.py keeps it with a warning; the --videos/API cache extracts it again."""
     from kvq.features import slowfast as sf
 
     assert run(videos, tmp_path) == 0
     a = tmp_path / "db" / "a.mp4"
-    (a / MARKER).write_text("2 clips, fps 20, 40 frames\n")  # a marker of the previous version
+    (a / MARKER).write_text(json.dumps({"clips": 2, "fps": 20, "frames": 40, "video": None}) + "\n")
     b = tmp_path / "db" / "b.mp4"
     (b / MARKER).unlink()  # the reference's layout
     stamp = (a / "feature_0_slow_feature.npy").stat().st_mtime_ns

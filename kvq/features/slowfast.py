@@ -8,7 +8,7 @@ clips (the last one repeated). Output, as the reference:
 and the video file's identity when its features were made (`{"size", "mtime_ns"}`). A video whose
 file has another size or modification time now (re-encoded or replaced at the same path) has
 stale features: its folder is emptied and extracted again, never mixed. Folders without that
-record (made by the reference code, or markers of older versions) cannot be checked: the
+record (made by the reference code: clip files, no marker) cannot be checked: the
 `--videos`/API cache extracts them again; `SlowFast_features.py` keeps them (`keep_unrecorded`)
 with a warning, so resuming over reference features does not redo hours of work.
 
@@ -103,8 +103,9 @@ COMPLETE, CHANGED, UNRECORDED, ABSENT = "complete", "changed", "unrecorded", "ab
 
 def feature_status(out_dir: Path, video_name: str, path: str | os.PathLike) -> str:
     """COMPLETE: the marker records this very file (same size and mtime); CHANGED: it records
-    another file; UNRECORDED: finished but without a record (an older marker, or the
-    reference's layout: the 8 first clips' files all present); ABSENT: not done."""
+    another file; UNRECORDED: finished but without a record (a marker without the file's
+    identity, or the reference's layout: the 8 first clips' files all present, no marker);
+    ABSENT: not done."""
     folder = Path(out_dir) / video_name
     try:
         recorded = json.loads((folder / MARKER).read_text()).get("video")
@@ -112,8 +113,6 @@ def feature_status(out_dir: Path, video_name: str, path: str | os.PathLike) -> s
         done = all((folder / f"feature_{i}_{p}_feature.npy").is_file()
                    for i in range(MIN_CLIPS) for p in ("slow", "fast"))
         return UNRECORDED if done else ABSENT
-    except (ValueError, AttributeError):  # a marker of an older version: plain text
-        return UNRECORDED
     if not recorded:
         return UNRECORDED
     return COMPLETE if recorded == video_stamp(path) else CHANGED
@@ -234,7 +233,7 @@ def extract_features(videos: Sequence[tuple[str, str]], out_dir: str | Path, mod
     kept = [n for n, s in status.items() if s == UNRECORDED] if keep_unrecorded else []
     if kept:
         log.warning("%d feature folders do not record which video file they were made from (made by the reference "
-                    "code or an older version), kept as they are: %s%s; delete them to extract them again",
+                    "code), kept as they are: %s%s; delete them to extract them again",
                     len(kept), ", ".join(kept[:5]), " ..." if len(kept) > 5 else "")
     todo = [(n, p) for n, p in videos if status[n] != COMPLETE and n not in kept]
     if len(todo) < len(videos):

@@ -164,7 +164,7 @@ def test_pretrained_missing_file_raises(isolated_weight_dirs: Path) -> None:
         SlowFastExtractor(pretrained=True)
 
 
-@pytest.mark.parametrize("zip_format", [True, False])  # False: the legacy pickle format
+@pytest.mark.parametrize("zip_format", [True, False])  # False: torch's legacy (non-zip) serialization, as pytorchvideo's public .pyth files
 def test_pretrained_loads_pytorchvideo_checkpoint(isolated_weight_dirs: Path, zip_format: bool) -> None:
     source = pytorchvideo_state_dict()
     path = isolated_weight_dirs / "SLOWFAST_8x8_R50.pyth"
