@@ -45,7 +45,7 @@ CODINGS = {
 def make_clips(out: Path, width: int, height: int, frames: int, fps: int = 30) -> list[dict]:
     """Write the clips and OUT/labels.csv (atomically, last: its presence marks a finished set).
     Returns the label rows (filename, vmaf, codec, content)."""
-    from kvq.demo.data import ffmpeg_exe, measure_vmaf, run_ffmpeg
+    from kvq.demo.ffmpeg import ffmpeg_exe, measure_vmaf, run_ffmpeg
     from kvq.core.io import atomic_open
 
     exe = ffmpeg_exe()
