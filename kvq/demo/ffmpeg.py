@@ -92,7 +92,7 @@ def make_clip(path: str | os.PathLike, source: str | Iterable[np.ndarray], frame
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = part_path(path)
-    frame_iter = None
+    frame_iter = None  # the frames of a non-lavfi source
     if isinstance(source, str):
         inputs = ["-f", "lavfi", "-i", source]
     else:
@@ -107,12 +107,15 @@ def make_clip(path: str | os.PathLike, source: str | Iterable[np.ndarray], frame
     else:
         cmd += ["-frames:v", str(frames), *options]
     cmd.append(str(tmp))
-    if frame_iter is None:
-        run_ffmpeg(cmd, f"clip {path.name}")
-    else:
-        _pipe_frames(cmd, frame_iter, f"clip {path.name}")
-    os.replace(tmp, path)
-    return path
+    try:
+        if frame_iter is None:
+            run_ffmpeg(cmd, f"clip {path}")
+        else:
+            _pipe_frames(cmd, frame_iter, f"clip {path}")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp.replace(path)
 
 
 def _pipe_frames(cmd: list[str], frames: Iterable[np.ndarray], what: str) -> None:
