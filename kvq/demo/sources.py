@@ -8,7 +8,7 @@ from typing import Iterator
 import numpy as np
 
 from kvq.demo.ffmpeg import make_clip
-from kvq.demo.plan import PHOTO_MARGIN, PHOTOS, SOURCE_CRF, DemoParams, SourcePlan
+from kvq.demo.plan import PHOTO_MARGIN, SOURCE_CRF, DemoParams, SourcePlan
 
 
 def lavfi_graph(name: str, w: int, h: int, fps: int, m: dict) -> str:
