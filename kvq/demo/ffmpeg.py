@@ -87,7 +87,8 @@ def make_clip(path: str | os.PathLike, source: str | Iterable[np.ndarray], frame
     source: a lavfi graph (e.g. "testsrc2=size=64x96:rate=30"), or uint8 RGB frames [H, W, 3]
     piped at `rate` frames per second. A .mp4/.mov/.mkv is H.264 yuv420p (see `encode_args`)
     unless `options` choose a codec (-c:v); other suffixes (images, .avi, .webm) get ffmpeg's
-    defaults. options: further output options (e.g. ("-g", "12")). Returns the path.
+    defaults. options: further output options (e.g. ("-g", "12"); a -vf there replaces the
+    H.264 path's `format=yuv420p` filter, -pix_fmt yuv420p still applies). Returns the path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
