@@ -45,7 +45,7 @@ CODINGS = {
 def make_clips(out: Path, width: int, height: int, frames: int, fps: int = 30) -> list[dict]:
     """Write the clips and OUT/labels.csv (atomically, last: its presence marks a finished set).
     Returns the label rows (filename, vmaf, codec, content)."""
-    from kvq.demo.data import ffmpeg_exe, measure_vmaf, run_ffmpeg
+    from kvq.demo.ffmpeg import ffmpeg_exe, make_clip, measure_vmaf, run_ffmpeg
     from kvq.core.io import atomic_open
 
     exe = ffmpeg_exe()
@@ -53,10 +53,8 @@ def make_clips(out: Path, width: int, height: int, frames: int, fps: int = 30) -
     base = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     rows = []
     for content, graph in CONTENTS.items():
-        source = out / f".source_{content}.mp4"
-        run_ffmpeg(base + ["-f", "lavfi", "-i", graph.format(s=f"{width}x{height}", r=fps), "-frames:v", str(frames),
-                           "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p", "-threads", "1", str(source)],
-                   f"lossless source {content}")
+        source = make_clip(out / f".source_{content}.mp4", graph.format(s=f"{width}x{height}", r=fps), frames,
+                           options=("-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p", "-threads", "1"), exe=exe)
         for codec, (suffix, settings) in CODINGS.items():
             for crf, args in settings:
                 name = f"{content}_{codec}_crf{crf}{suffix}"

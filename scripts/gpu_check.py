@@ -19,7 +19,6 @@ import contextlib
 import csv
 import io
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import yaml  # noqa: E402
 
 import test as test_script  # noqa: E402
 from kvq.config import load_config  # noqa: E402
+from kvq.core.distributed import free_port  # noqa: E402
 from kvq.engine.trainer import Trainer, TrainOptions  # noqa: E402
 from tests.media import ksvqe_config, make_tiny_dataset, simplevqa_config  # noqa: E402
 
@@ -60,12 +60,6 @@ def write_config(path: Path, cfg: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_train(data: Path, work: Path, device: torch.device, models: Sequence[str], amps: Sequence[str],

@@ -1,4 +1,4 @@
-"""Build the built-in KVQ-shaped demo dataset (no downloads); see kvq/demo/data.py for the layout.
+"""Build the built-in KVQ-shaped demo dataset (no downloads); see kvq/demo/build.py for the layout.
 
     python scripts/make_demo_dataset.py --out data/demo [--sources 24] [--seed 0] [--duration 3]
     python scripts/make_demo_dataset.py --out data/KVQ --layout kvq   # the KVQ release's file names
@@ -15,7 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, setup_logging  # noqa: E402
-from kvq.demo.data import LAYOUTS, DemoDatasetError, DemoParams, build_dataset  # noqa: E402
+from kvq.demo.annotations import LAYOUTS  # noqa: E402
+from kvq.demo.build import DemoDatasetError, build_dataset  # noqa: E402
+from kvq.demo.ffmpeg import FFmpegError  # noqa: E402
+from kvq.demo.plan import DemoParams  # noqa: E402
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                         width=args.size[0], height=args.size[1])
     try:
         summary = build_dataset(args.out, params, workers=args.workers, progress=True, layout=args.layout)
-    except (DemoDatasetError, ValueError) as e:
+    except (DemoDatasetError, FFmpegError, ValueError) as e:
         logging.getLogger("make_demo_dataset").error("%s", e)
         return EXIT_USAGE
     mos = [v["mos"] for v in summary.videos]

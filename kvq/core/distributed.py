@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +35,13 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a rendezvous: torchrun --master_port, init_method)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def process_device(gpu_id: Optional[str], local_rank: int, local_world_size: int) -> torch.device:

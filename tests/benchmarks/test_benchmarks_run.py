@@ -14,7 +14,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
                            "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(out.read_text())
-    assert {"machine", "videos", "startup", "decode", "views", "slowfast", "forward", "engine", "train",
+    assert {"machine", "videos", "startup", "decode", "views", "slowfast", "forward", "train",
             "reference", "targets"} <= set(summary)
     # no --reference checkout given: the side-by-side section is skipped, saying why
     assert "no --reference DIR given" in summary["reference"]["skipped"]

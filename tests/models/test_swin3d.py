@@ -164,11 +164,25 @@ def test_frozen_stages_stay_frozen():
     assert not backbone.layers[1].training and backbone.layers[2].training
 
 
+def explicit_window_attention(attn: swin3d.WindowAttention3D, x: torch.Tensor, window: tuple[int, int, int],
+                              mask: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """WindowAttention3D's formula (GRPB gate and shift mask) with explicit tensors: the scores,
+    biased and masked, then softmax. x [B * nW, N, C]."""
+    bn, n, c = x.shape
+    q, k, v = attn.qkv(x).reshape(bn, n, 3, attn.num_heads, c // attn.num_heads).permute(2, 0, 3, 1, 4)
+    scores = (q * attn.scale) @ k.transpose(-2, -1)
+    nw = gate.shape[0]
+    bias = (attn._bias(attn.relative_position_bias_table, window)[None] * gate[:, None]
+            + attn._bias(attn.fragment_position_bias_table, window) * (1 - gate[:, None]))
+    scores = scores.view(bn // nw, nw, attn.num_heads, n, n) + bias[None] + mask[None, :, None]
+    out = scores.view(bn, attn.num_heads, n, n).softmax(-1) @ v
+    return attn.proj(out.transpose(1, 2).reshape(bn, n, c))
+
+
 def test_window_attention_through_sdpa_equals_the_formula(monkeypatch):
     """Relative + fragment bias and shift mask as one additive mask: same outputs in fp32 as the
     explicit formula, and under autocast the mask reaches scaled_dot_product_attention in the
     autocast dtype."""
-    from benchmarks.run import explicit_window_attention
     torch.manual_seed(0)
     window, padded, shift = (2, 3, 3), (4, 6, 6), (1, 1, 1)
     attn = swin3d.WindowAttention3D(24, window, 3, frag_bias=True).eval()

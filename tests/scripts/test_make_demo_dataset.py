@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from kvq.demo import data as demo_data
-from kvq.demo.data import PROCESSINGS, DemoDatasetError, DemoParams, build_dataset
+from kvq.demo import build
+from kvq.demo.annotations import ANNOTATION_FILES, KVQ_ANNOTATION_FILES, write_annotations
+from kvq.demo.build import DemoDatasetError, build_dataset
+from kvq.demo.plan import PROCESSINGS, DemoParams, split_sizes
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = DemoParams(sources=3, seed=7, duration=1.0, width=64, height=112)
@@ -44,7 +46,7 @@ def test_files_and_columns(built: Path) -> None:
     info = json.loads((built / "dataset.json").read_text())
     assert info["params"] == TINY.as_dict()
     assert not (built / ".build").exists()
-    assert set(demo_data.ANNOTATION_FILES) <= set(info["files"])
+    assert set(ANNOTATION_FILES) <= set(info["files"])
     assert sorted(info["files"]) == sorted(str(p.relative_to(built)) for p in built.rglob("*") if p.is_file()
                                            and p.name != "dataset.json")
     for split in ("train", "val", "test"):
@@ -143,7 +145,7 @@ def test_refuses_different_params_and_foreign_folders(built: Path, tmp_path: Pat
 
 def test_interrupted_build_resumes(built: Path, tmp_path: Path, monkeypatch) -> None:
     root = tmp_path / "resumed"
-    real = demo_data._build_group
+    real = build._build_group
     calls = []
 
     def fail_after_first(exe, out, plan, params):
@@ -152,13 +154,13 @@ def test_interrupted_build_resumes(built: Path, tmp_path: Path, monkeypatch) -> 
             raise KeyboardInterrupt
         return real(exe, out, plan, params)
 
-    monkeypatch.setattr(demo_data, "_build_group", fail_after_first)
+    monkeypatch.setattr(build, "_build_group", fail_after_first)
     with pytest.raises(KeyboardInterrupt):
         build_dataset(root, TINY, workers=1)
     assert not (root / "dataset.json").exists()
     with pytest.raises(DemoDatasetError, match="interrupted"):
         build_dataset(root, replace(TINY, duration=2.0))
-    monkeypatch.setattr(demo_data, "_build_group", real)
+    monkeypatch.setattr(build, "_build_group", real)
     summary = build_dataset(root, TINY)
     assert summary.resumed_groups == 1 and not summary.noop
     assert _digest(root) == _digest(built)
@@ -182,8 +184,8 @@ def test_kvq_layout_writes_the_release_names(built: Path, tmp_path: Path) -> Non
     """--layout kvq: train_data.csv / val_data.csv labelled, test_data.csv unlabelled (header
     `filename`), the val pair sheet; no KSVQE lists. A folder of the other layout is refused."""
     videos = json.loads((built / "dataset.json").read_text())["videos"]
-    demo_data.write_annotations(tmp_path, videos, TINY.seed, layout="kvq")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(demo_data.KVQ_ANNOTATION_FILES)
+    write_annotations(tmp_path, videos, TINY.seed, layout="kvq")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(KVQ_ANNOTATION_FILES)
     assert _rows(tmp_path / "train_data.csv") == _rows(built / "train.csv")
     assert _rows(tmp_path / "val_data.csv") == _rows(built / "val.csv")
     assert _rows(tmp_path / "test_data.csv") == _rows(built / "test_unlabeled.csv")
@@ -208,6 +210,6 @@ def test_converted_ksvqe_lists_equal_the_demo_lists(built: Path, tmp_path: Path)
 def test_val_has_two_groups_from_four_sources() -> None:
     """The challenge score needs val pairs across groups (sheet nonsource): 2 val groups from 4
     sources on; the default 24-source build keeps its 14/5/5 split."""
-    assert demo_data.split_sizes(3) == {"train": 1, "val": 1, "test": 1}
-    assert demo_data.split_sizes(4) == {"train": 1, "val": 2, "test": 1}
-    assert demo_data.split_sizes(24) == {"train": 14, "val": 5, "test": 5}
+    assert split_sizes(3) == {"train": 1, "val": 1, "test": 1}
+    assert split_sizes(4) == {"train": 1, "val": 2, "test": 1}
+    assert split_sizes(24) == {"train": 14, "val": 5, "test": 5}

@@ -180,7 +180,8 @@ def test_walkthrough_on_a_tiny_demo_build(tmp_path: Path, capsys) -> None:
     """README "Train on your own dataset" at tiny scale: demo dataset -> convert_annotations.py
     (groups inferred from the KVQ naming) -> run_splits.py with config/demo_splits.yml: 2 splits,
     2 epochs on cached EfficientNet-Lite0 features, every source group in exactly one part."""
-    from kvq.demo.data import DemoParams, build_dataset
+    from kvq.demo.build import build_dataset
+    from kvq.demo.plan import DemoParams
 
     data = tmp_path / "data"
     build_dataset(data, DemoParams(sources=3, seed=7, duration=1.0, width=64, height=112))

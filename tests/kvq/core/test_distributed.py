@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,16 +17,10 @@ import yaml
 from datasets.features import write_random_features
 from kvq.core import distributed as kvq_dist
 from kvq.config import ConfigError
-from kvq.core.distributed import DistInfo, all_reduce_sum, shared_is_file
+from kvq.core.distributed import DistInfo, all_reduce_sum, free_port, shared_is_file
 from kvq.engine.losses import contrastive_loss
 from models.modulation import distortion_contrastive_loss
 from tests.media import make_tiny_dataset, simplevqa_config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _entry(rank: int, world: int, port: int, fn, args: tuple) -> None:
@@ -42,7 +35,7 @@ def _entry(rank: int, world: int, port: int, fn, args: tuple) -> None:
 
 def spawn(fn, *args, world: int = 2) -> None:
     """Run fn(DistInfo, *args) in `world` gloo processes; a failure in any of them fails the test."""
-    mp.spawn(_entry, args=(world, _free_port(), fn, args), nprocs=world, join=True)
+    mp.spawn(_entry, args=(world, free_port(), fn, args), nprocs=world, join=True)
 
 
 # -- KSVQE contrastive loss over the global batch ----------------------------------------------

@@ -64,9 +64,17 @@ def _frozen_tower_model() -> nn.Module:
     return model
 
 
-def test_fused_ema_update_equals_the_old_formula_and_shares_frozen_parameters() -> None:
-    from benchmarks.run import old_ema_update
+def old_ema_update(ema: dict[str, torch.Tensor], model: nn.Module, decay: float) -> None:
+    """The EMA formula entry by entry: every floating state entry lerped (frozen parameters
+    included), integers copied. `ema`: a state dict."""
+    for key, value in model.state_dict().items():
+        if ema[key].is_floating_point():
+            ema[key].lerp_(value.to(ema[key].dtype), 1.0 - decay)
+        else:
+            ema[key].copy_(value)
 
+
+def test_fused_ema_update_equals_the_old_formula_and_shares_frozen_parameters() -> None:
     model = _frozen_tower_model()
     ema = ModelEMA(model, decay=0.9)
     reference = {k: v.clone() for k, v in model.state_dict().items()}
