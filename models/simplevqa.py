@@ -74,6 +74,7 @@ class SimpleVQABackbone(nn.Module):
 
     head_type = "SimpleVQAHead"
     head_defaults = {"in_channels": 9472, "hidden_channels": 128}
+    arg_ranges = {"motion_channels": (0, None)}  # checked by constructor_args (kvq.core.config)
 
     def __init__(self, pretrained: bool = True, pretrained_path: Optional[str | os.PathLike] = None,
                  spatial: str = REFERENCE, stages: Optional[Sequence[int]] = None,
