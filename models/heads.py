@@ -15,7 +15,8 @@ class VQAHead(nn.Module):
     Input [B, C, T, H, W] -> score [B, 1].
     """
 
-    arg_ranges = {"in_channels": (1, None), "hidden_channels": (1, None), "dropout_ratio": (0, 1)}  # checked by constructor_args
+    # checked by kvq.core.config.constructor_args
+    arg_ranges = {"in_channels": (1, None), "hidden_channels": (1, None), "dropout_ratio": (0, 1)}
 
     def __init__(self, in_channels: int = 768, hidden_channels: int = 64, dropout_ratio: float = 0.5) -> None:
         super().__init__()
