@@ -7,18 +7,22 @@ Formats (detected by `detect_format`, or named by `anno_format` in the config):
 - dover:     no header, `filename,_,_,score` (same shape as ksvqe; the middle columns unused)
 - unlabeled: header `filename` (or a bare list of file names), e.g. the challenge test set
 
+Files are read by `kvq.core.io.read_text`: UTF-8 with or without BOM, or UTF-16 with BOM (other
+bytes: a `TextEncodingError` naming the file and line); comma- or tab-separated (`csv_rows`).
 Every problem is an `AnnotationError` naming the file and line. Missing video files are
 reported all at once.
 """
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from kvq.core.errors import UserError
+from kvq.core.io import read_text
 
 FORMATS = ("kvq_csv", "ksvqe", "dover", "unlabeled")
 
@@ -45,10 +49,18 @@ FILENAME_HEADERS = ("filename", "file_name", "name", "video", "video_name")
 UNLABELED_EXTRA_COLUMNS = ("group",)  # columns an unlabeled file may carry besides the file name
 
 
-def _rows(path: Path) -> list[tuple[int, list[str]]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        return [(i, [c.strip() for c in row]) for i, row in enumerate(csv.reader(f), start=1)
-                if row and any(c.strip() for c in row)]
+def csv_rows(path: Path, what: str = "annotation file") -> list[tuple[int, list[str]]]:
+    """(line, stripped cells) of each non-blank row of a comma- or tab-separated text file read by
+    `kvq.core.io.read_text` (UTF-8 with or without BOM, UTF-16 with BOM: Excel's "Unicode text"
+    is tab-separated UTF-16). Tabs separate when the first non-blank line has a tab and no comma."""
+    text = read_text(path, what)
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = "\t" if "\t" in first and "," not in first else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    return [(reader.line_num, [c.strip() for c in row]) for row in reader if row and any(c.strip() for c in row)]
+
+
+_rows = csv_rows
 
 
 def _is_number(text: str) -> bool:
@@ -111,6 +123,8 @@ def read_annotations(path: str | Path, data_prefix: str | Path = "", fmt: str = 
     `check_files`) video files that do not exist, all missing files listed in one message.
     """
     path = Path(path)
+    if path.is_dir():
+        raise AnnotationError(f"annotation file '{path}' is a folder, not a file")
     if not path.is_file():
         raise AnnotationError(f"annotation file '{path}' does not exist")
     if fmt == "auto":

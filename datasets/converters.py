@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from datasets.annotations import AnnotationError
+from datasets.annotations import AnnotationError, csv_rows
 from kvq.core.io import atomic_open
 from datasets.registry import CONVERTERS
 
@@ -85,9 +85,7 @@ def _score(text: Any, where: str) -> Optional[float]:
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """(lower-cased header, [(line, {column: cell})]) of a csv with a header row."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [(i, [c.strip() for c in row]) for i, row in enumerate(csv.reader(f), start=1)
-                if row and any(c.strip() for c in row)]
+    rows = csv_rows(path, "source file")  # UTF-8 (BOM or not) or UTF-16 with BOM; comma or tab
     if not rows:
         raise ConversionError(f"{path}: the file is empty")
     header = [c.lower() for c in rows[0][1]]

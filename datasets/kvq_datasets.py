@@ -21,7 +21,7 @@ from datasets.decoding import VideoDecodeError, read_frames
 from datasets.features import clip_feature_paths, load_clip_features
 from datasets.normalize import SIMPLEVQA
 from datasets.samplers import SAMPLER_OPTIONS, build_sampler
-from datasets.views import apply_view, resized_view, view_options
+from datasets.views import apply_view, check_frame_size, resized_view, view_options
 from datasets.registry import DATASETS
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class VideoQualityDataset(Dataset):
             return np.concatenate(list(per_view.values()))
 
         frames, inverse, num_frames = read_frames(record.path, indices_fn, self.decoder)
+        check_frame_size(record.path, frames.shape[1], frames.shape[2], self.sample_types)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2)  # [3, U, H, W] uint8 (a view, no copy)
         index, start = {}, 0
         for name, inds in per_view.items():

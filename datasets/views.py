@@ -11,6 +11,12 @@ The dataset decodes each distinct frame once and passes that index, so clips tha
 
 Randomness (training only) comes from the numpy Generator passed in; at test time every
 view is deterministic.
+
+Smallest frames (`min_frame_size`, checked by `check_frame_size` when a video is opened): the
+technical, aesthetic and resized simpleVQA views rescale any frame (upscaling small ones), so 1x1
+is enough; the native-size simpleVQA view (resize null) feeds the frames to the backbone as they
+are, and a stride-32 backbone (ResNet-50 layer4, EfficientNet's last stage) turns a 32x32 frame
+into a 1x1 map whose (unbiased) std is NaN: it needs NATIVE_MIN_SIDE = 33 px a side.
 """
 from __future__ import annotations
 
@@ -21,6 +27,18 @@ from typing import Callable, Mapping, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from datasets.decoding import VideoDecodeError
+
+NATIVE_MIN_SIDE = 33  # a stride-32 backbone maps 33 px to 2 (std defined), 32 px to 1 (std NaN)
+
+
+class VideoTooSmallError(VideoDecodeError):
+    """A video whose frames are smaller than a view accepts (`min_frame_size`)."""
+
+
+class NonFiniteViewError(VideoDecodeError):
+    """A view (or a value computed from one video) that holds NaN or infinity."""
 
 
 def upscale_to_cover(video: torch.Tensor, min_h: int, min_w: int) -> torch.Tensor:
@@ -154,3 +172,36 @@ def apply_view(view_name: str, video: torch.Tensor, opts: Mapping, train: bool,
                rng: Optional[np.random.Generator], frame_index: Optional[np.ndarray] = None) -> torch.Tensor:
     """The view `view_name` of the clip video[:, frame_index] (see the module docstring)."""
     return view_function(view_name)(video, train=train, rng=rng, frame_index=frame_index, **opts)
+
+
+def min_frame_size(view_name: str, opts: Mapping) -> tuple[int, int]:
+    """The smallest (height, width) of a decoded frame the view `view_name` with options `opts`
+    accepts (see the module docstring): (NATIVE_MIN_SIDE, NATIVE_MIN_SIDE) for the native-size
+    simpleVQA view (resize null), (1, 1) for every view that rescales."""
+    if view_function(view_name) is resize_crop_view and opts.get("resize", 520) is None:
+        return NATIVE_MIN_SIDE, NATIVE_MIN_SIDE
+    return 1, 1
+
+
+def check_frame_size(path: str, height: int, width: int, views: Mapping[str, Mapping]) -> None:
+    """Raise VideoTooSmallError if frames of height x width are smaller than a view of `views`
+    (sample_types: view name -> options) needs, e.g. "16x16 is smaller than the 33x33 the view
+    'simpleVQA' needs"; called by the dataset when the video is opened (a bad video: skipped with
+    skip_bad_videos)."""
+    for name, opts in views.items():
+        min_h, min_w = min_frame_size(name, opts)
+        if height < min_h or width < min_w:
+            why = (" (resize: null feeds the frames at their native size to the backbone; set a resize to "
+                   "score small videos)" if (min_h, min_w) != (1, 1) else "")
+            raise VideoTooSmallError(f"{path}: frames of {width}x{height} (width x height) are smaller than the "
+                                     f"{min_w}x{min_h} the view '{name}' needs{why}")
+
+
+def assert_finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
+    """`tensor` itself if every value is finite (integer tensors always are), else a
+    NonFiniteViewError naming `what` (e.g. "video a.mp4, view 'simpleVQA'") and the count."""
+    if tensor.is_floating_point() or tensor.is_complex():
+        bad = ~torch.isfinite(tensor)
+        if bool(bad.any()):
+            raise NonFiniteViewError(f"{what}: {int(bad.sum())} of {tensor.numel()} values are NaN or infinite")
+    return tensor

@@ -24,18 +24,18 @@ __all__ = ["SCHEMA", "Config", "ConfigError", "validate", "load_config", "descri
 
 SCHEMA: dict[str, Opt] = {
     "name": string(REQUIRED, "run name: prefix of checkpoint files", nullable=False),
-    "num_epochs": integer(50, "training epochs"),
-    "l_num_epochs": integer(0, "extra epochs counted in the LR schedule length only (reference)"),
-    "warmup_epochs": num(2.5, "linear LR warm-up length in (fractional) epochs; 0 = none"),
+    "num_epochs": integer(50, "training epochs", min=1),
+    "l_num_epochs": integer(0, "extra epochs counted in the LR schedule length only (reference)", min=0),
+    "warmup_epochs": num(2.5, "linear LR warm-up length in (fractional) epochs; 0 = none", min=0),
     "ema": boolean(True, "keep an exponential moving average of the weights (validated too)"),
-    "ema_decay": num(0.999, "EMA decay per step"),
+    "ema_decay": num(0.999, "EMA decay per step", min=0, max=1, max_exclusive=True),
     "save_model": boolean(True, "write checkpoints"),
     "keep": string("best", "weights of the kept checkpoints (<name>_head_<test_set>_{n,s}_finetuned.pth, model "
                    "and EMA; what test.py, load_scorer and run_splits.py score): 'best' = the val epoch of best "
                    "SROCC+PLCC; 'last' = after the final epoch (still validated and reported; a val split too "
                    "small to pick an epoch on, docs/demo.md)", choices=["best", "last"], nullable=False),
-    "batch_size": integer(4, "training batch size (per process under DDP)"),
-    "num_workers": integer(6, "data-loader worker processes"),
+    "batch_size": integer(4, "training batch size (per process under DDP)", min=1),
+    "num_workers": integer(6, "data-loader worker processes", min=0),
     "split_seed": integer(42, "", deprecated="stored by the reference without effect; ignored"),
     "seed": integer(42, "seed for python/numpy/torch and data-loader workers"),
     "ddp": boolean(False, "the config is meant for train_ddp.py (informative)"),
@@ -63,7 +63,7 @@ SCHEMA: dict[str, Opt] = {
             "enabled": boolean(True, "after training, fit a map from raw outputs to the MOS scale on the train "
                                "split and store it in the kept checkpoints (docs/calibration.md)"),
             "max_videos": Opt((int,), 1000, "train videos scored for the fit: a seeded random subset of this "
-                              "many (null = all)"),
+                              "many (null = all)", min=2),
         },
         "calibrated scores",
     ),
@@ -78,9 +78,9 @@ SCHEMA: dict[str, Opt] = {
     ),
     "loss": mapping(
         {
-            "plcc": num(1.0, "weight of the PLCC loss"),
-            "rank": num(0.0, "weight of the pairwise rank loss"),
-            "contrastive": num(0.3, "weight of KSVQE's distortion contrastive loss"),
+            "plcc": num(1.0, "weight of the PLCC loss", min=0),
+            "rank": num(0.0, "weight of the pairwise rank loss", min=0),
+            "contrastive": num(0.3, "weight of KSVQE's distortion contrastive loss", min=0),
         },
         "loss weights",
     ),
@@ -89,9 +89,9 @@ SCHEMA: dict[str, Opt] = {
     "wandb": mapping({"project_name": string(None, "")}, "",),
     "optimizer": mapping(
         {
-            "lr": num(3e-5, "AdamW base learning rate"),
-            "backbone_lr_mult": num(1.0, "LR multiplier of modules whose name contains 'backbone'"),
-            "wd": num(0.05, "AdamW weight decay"),
+            "lr": num(3e-5, "AdamW base learning rate", min=0, min_exclusive=True),
+            "backbone_lr_mult": num(1.0, "LR multiplier of modules whose name contains 'backbone'", min=0),
+            "wd": num(0.05, "AdamW weight decay", min=0),
             "wd_norm_bias": boolean(False, "also decay norm weights and biases"),
         },
         "optimiser",
@@ -118,9 +118,6 @@ def validate(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     data = validate_mapping(raw, SCHEMA, "", source, warnings)
     check_data(data["data"], raw, source)
     check_model(data["model"], source, warnings)
-    max_videos = data["calibration"]["max_videos"]
-    if max_videos is not None and max_videos < 2:
-        raise ConfigError(f"{source}: 'calibration.max_videos' must be at least 2 (null = all), got {max_videos}")
     scale = data["mos_scale"]
     if scale["min"] is not None and scale["max"] is not None and scale["min"] >= scale["max"]:
         raise ConfigError(f"{source}: 'mos_scale.min' ({scale['min']}) must be below 'mos_scale.max' ({scale['max']})")

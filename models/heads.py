@@ -15,6 +15,9 @@ class VQAHead(nn.Module):
     Input [B, C, T, H, W] -> score [B, 1].
     """
 
+    # checked by kvq.core.config.constructor_args
+    arg_ranges = {"in_channels": (1, None), "hidden_channels": (1, None), "dropout_ratio": (0, 1)}
+
     def __init__(self, in_channels: int = 768, hidden_channels: int = 64, dropout_ratio: float = 0.5) -> None:
         super().__init__()
         self.dropout = nn.Dropout(p=dropout_ratio)
@@ -36,6 +39,8 @@ class SimpleVQAHead(nn.Module):
     the train features' mean and std (buffers `feature_mean`, `feature_std` [C], so stored in the
     checkpoint), set by `fit_standardization` (the trainer does it under cache_features).
     """
+
+    arg_ranges = {"in_channels": (1, None), "hidden_channels": (1, None)}  # checked by constructor_args
 
     def __init__(self, in_channels: int = 9472, hidden_channels: int = 128, standardize: bool = False) -> None:
         super().__init__()

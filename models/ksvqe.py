@@ -79,6 +79,7 @@ class KSVQE(SwinTransformer3D):
 
     head_type = "VQAHead"
     head_defaults = {"in_channels": 768, "hidden_channels": 64}
+    arg_ranges = {"num_samples": (1, None), "tuning_stage": (0, 4)}  # checked by constructor_args (kvq.core.config)
     weight_args = {"swin_tiny_k400": "swin_path", "clip_vit_b16": "clip_path", "contrique": "contrique_path"}
     legacy_args = {"qls_swin": "a key of the reference configs without effect",
                    "frozen3D": "a key of the reference configs without effect"}

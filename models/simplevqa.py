@@ -56,7 +56,11 @@ def spatial_record(spatial: str, weights: Optional[str]) -> Optional[str]:
 def mean_std_pool(x: torch.Tensor) -> torch.Tensor:
     """[N, C, H, W] -> [N, 2C]: global mean then global (unbiased) std over H*W, per channel,
     computed in float32 (under bf16/fp16 autocast too: a std of low-precision values loses the
-    small differences quality depends on)."""
+    small differences quality depends on). A map of one pixel has no std (it would be NaN): a
+    ValueError (frames too small for the backbone; datasets.views.min_frame_size)."""
+    if x.shape[-2] * x.shape[-1] < 2:
+        raise ValueError(f"a {x.shape[-2]}x{x.shape[-1]} feature map has no standard deviation: the frames are too "
+                         "small for this backbone (native-size frames need at least 33x33 pixels, docs/data.md)")
     flat = x.flatten(2).float()
     return torch.cat((flat.mean(dim=2), torch.std(flat, dim=2)), dim=1)
 
@@ -74,6 +78,7 @@ class SimpleVQABackbone(nn.Module):
 
     head_type = "SimpleVQAHead"
     head_defaults = {"in_channels": 9472, "hidden_channels": 128}
+    arg_ranges = {"motion_channels": (0, None)}  # checked by constructor_args (kvq.core.config)
 
     def __init__(self, pretrained: bool = True, pretrained_path: Optional[str | os.PathLike] = None,
                  spatial: str = REFERENCE, stages: Optional[Sequence[int]] = None,

@@ -17,7 +17,8 @@ from kvq.core.errors import ConfigError
 from kvq.core.registry import did_you_mean
 
 __all__ = ["REQUIRED", "ConfigError", "Opt", "num", "integer", "boolean", "string", "mapping", "validate_mapping",
-           "parse_override", "apply_overrides", "Config", "constructor_args", "raw_at", "schema_rows"]
+           "parse_override", "apply_overrides", "Config", "constructor_args", "raw_at", "schema_rows", "range_text",
+           "in_range"]
 
 REQUIRED = object()
 
@@ -34,6 +35,37 @@ class Opt:
     each: Optional["Opt"] = None  # mapping with free keys, each value of this schema
     nullable: bool = True
     deprecated: str = ""  # accepted for reference configs; says what happens
+    min: Optional[float] = None  # allowed range of a number (None: unbounded); see `range_text`
+    max: Optional[float] = None
+    min_exclusive: bool = False  # True: value > min (else >= min)
+    max_exclusive: bool = False  # True: value < max (else <= max)
+
+
+def range_text(low: Optional[float], high: Optional[float], low_open: bool = False, high_open: bool = False) -> str:
+    """'> 0', '>= 1', '<= 5', '[0, 1]', '[0, 1)': the allowed range, for messages and the docs table."""
+    if low is not None and high is not None:
+        return f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}"
+
+
+def in_range(value: Any, low: Optional[float], high: Optional[float], low_open: bool = False,
+             high_open: bool = False) -> bool:
+    """True if the number `value` lies in the range (non-numbers and None are not checked here)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    if value != value:  # NaN is in no range
+        return False
+    if low is not None and (value <= low if low_open else value < low):
+        return False
+    return not (high is not None and (value >= high if high_open else value > high))
+
+
+def _opt_range(opt: Opt) -> Optional[str]:
+    if opt.min is None and opt.max is None:
+        return None
+    return range_text(opt.min, opt.max, opt.min_exclusive, opt.max_exclusive)
 
 
 def num(default: Any = REQUIRED, doc: str = "", **kw: Any) -> Opt:
@@ -110,6 +142,8 @@ def _validate_value(value: Any, opt: Opt, path: str, source: str, warnings: list
                           f"{did_you_mean(str(value), map(str, opt.choices))}")
     if isinstance(value, float) and int in opt.types and float not in opt.types:
         raise ConfigError(f"{source}: key '{path}' must be an integer, got {value!r}")
+    if not in_range(value, opt.min, opt.max, opt.min_exclusive, opt.max_exclusive):
+        raise ConfigError(f"{source}: key '{path}' is {value!r}; allowed: {_opt_range(opt)}")
     if value is None and opt.children is not None:
         value = {}
     if opt.children is not None:
@@ -156,10 +190,13 @@ def constructor_args(cls: type, args: Mapping[str, Any], path: str, source: str,
     """`args` (the config mapping at `path`) checked against the constructor of `cls` (a backbone
     or a head): null values take the constructor's default (left out); keys in the class's
     `legacy_args` (reference keys without effect) are left out with a warning; any other key that
-    is not a keyword argument is a ConfigError naming the nearest valid one."""
+    is not a keyword argument is a ConfigError naming the nearest valid one. A number outside the
+    class's `arg_ranges` ({name: (min, max)}, inclusive, None = unbounded) is a ConfigError naming
+    the key and the allowed range."""
     params = [n for n, p in inspect.signature(cls.__init__).parameters.items()
               if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     legacy: Mapping[str, str] = getattr(cls, "legacy_args", {})
+    ranges: Mapping[str, tuple] = getattr(cls, "arg_ranges", {})
     out = {}
     for name, value in args.items():
         if name in legacy:
@@ -168,6 +205,9 @@ def constructor_args(cls: type, args: Mapping[str, Any], path: str, source: str,
             raise ConfigError(f"{source}: unknown key '{path}.{name}'{did_you_mean(name, params)}; "
                               f"valid: {', '.join(params)}")
         elif value is not None:
+            low, high = ranges.get(name, (None, None))
+            if not in_range(value, low, high):
+                raise ConfigError(f"{source}: key '{path}.{name}' is {value!r}; allowed: {range_text(low, high)}")
             out[name] = value
     return out
 
@@ -190,6 +230,8 @@ def schema_rows(schema: Mapping[str, Opt], prefix: str = "") -> list[str]:
         doc = opt.doc + (f" (reference key: {opt.deprecated})" if opt.deprecated else "")
         if opt.choices:
             doc += f" [{', '.join(map(str, opt.choices))}]"
+        if _opt_range(opt):
+            doc += f" (allowed: {_opt_range(opt)})"
         rows.append(f"| `{full}` | {_type_name(opt.types)} | {default} | {doc} |")
         if opt.children:
             rows += schema_rows(opt.children, full + ".")

@@ -10,3 +10,21 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config file (or override, or command-line value) that does not fit the schema."""
+
+
+class InputFileError(UserError, OSError):
+    """An input file that cannot be read as given: missing, or a folder where a file is expected."""
+
+
+class TextEncodingError(UserError, ValueError):
+    """A text file in an encoding other than UTF-8 (with or without BOM) or UTF-16 with BOM; the
+    message names the file, the line of the first undecodable byte and the encodings tried."""
+
+
+class OutputPathError(UserError, OSError):
+    """An output path refused before any work: a folder where a file is expected (or the reverse),
+    a parent that is a file, a folder that is not writable, or the same file as an input."""
+
+
+class DiskFullError(UserError, OSError):
+    """No space left on device while writing an output (the partial temporary file is removed)."""

@@ -1,8 +1,10 @@
+import codecs
 from pathlib import Path
 
 import pytest
 
 from datasets.annotations import AnnotationError, detect_format, read_annotations
+from kvq.core.errors import TextEncodingError
 
 
 def write(path: Path, text: str) -> Path:
@@ -90,3 +92,42 @@ def test_missing_files_reported_all_at_once(videos: Path) -> None:
 def test_missing_annotation_file(tmp_path: Path) -> None:
     with pytest.raises(AnnotationError, match="does not exist"):
         read_annotations(tmp_path / "nope.csv")
+
+
+# encodings (kvq.core.io.read_text) and separators
+
+def _write_videos(tmp_path, names=("a.mp4", "b.mp4")):
+    for n in names:
+        (tmp_path / n).write_bytes(b"x")
+
+
+def test_utf8_bom_annotation_reads(tmp_path) -> None:
+    _write_videos(tmp_path)
+    path = tmp_path / "anno.csv"
+    path.write_bytes(codecs.BOM_UTF8 + b"filename,score\na.mp4,1.5\nb.mp4,2\n")
+    recs = read_annotations(path, tmp_path)
+    assert [(r.video_name, r.label) for r in recs] == [("a.mp4", 1.5), ("b.mp4", 2.0)]
+
+
+@pytest.mark.parametrize("sep", [",", "\t"], ids=["comma", "tab"])
+def test_utf16_le_bom_annotation_reads(tmp_path, sep) -> None:
+    """Excel's "Unicode text" (UTF-16 LE with BOM, tab-separated, CRLF) and a UTF-16 comma csv."""
+    _write_videos(tmp_path)
+    path = tmp_path / "anno.txt"
+    text = f"filename{sep}score\r\na.mp4{sep}1.5\r\nb.mp4{sep}2\r\n"
+    path.write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    recs = read_annotations(path, tmp_path)
+    assert [(r.video_name, r.label, r.line) for r in recs] == [("a.mp4", 1.5, 2), ("b.mp4", 2.0, 3)]
+
+
+def test_latin1_annotation_is_an_error_naming_file_and_line(tmp_path) -> None:
+    path = tmp_path / "anno.csv"
+    path.write_bytes("filename,score\na.mp4,1\nvidéo.mp4,2\n".encode("latin-1"))
+    with pytest.raises(TextEncodingError) as e:
+        read_annotations(path, tmp_path, check_files=False)
+    assert str(path) in str(e.value) and "line 3" in str(e.value) and "UTF-16" in str(e.value)
+
+
+def test_annotation_folder_is_named_as_such(tmp_path) -> None:
+    with pytest.raises(AnnotationError, match="is a folder, not a file"):
+        read_annotations(tmp_path)

@@ -88,3 +88,77 @@ def test_normalisation_leaves_a_float_input_unchanged() -> None:
     out = TECHNICAL(x)
     assert torch.equal(x, torch.full((3, 1, 2, 2), 100.0))
     assert torch.allclose(out[0], torch.tensor((100 - 123.675) / 58.395))
+
+
+# smallest frames, non-finite views
+
+from datasets.views import (NATIVE_MIN_SIDE, NonFiniteViewError, VideoTooSmallError, apply_view,  # noqa: E402
+                            assert_finite, check_frame_size, min_frame_size)
+from datasets.decoding import VideoDecodeError  # noqa: E402
+
+RESCALING_VIEWS = {
+    "technical": {"fragments_h": 9, "fragments_w": 9, "fsize_h": 32, "fsize_w": 32, "aligned": 8},
+    "aesthetic": {"size_h": 112, "size_w": 112},
+    "simpleVQA": {"resize": 520, "crop": 448},
+}
+
+
+@pytest.mark.parametrize("name", list(RESCALING_VIEWS))
+@pytest.mark.parametrize("size", [(1, 1), (16, 16), (2, 300)])
+def test_rescaling_views_accept_any_frame(name, size) -> None:
+    assert min_frame_size(name, RESCALING_VIEWS[name]) == (1, 1)
+    video = torch.randint(0, 256, (3, 4, *size), dtype=torch.uint8)
+    out = apply_view(name, video, RESCALING_VIEWS[name], False, None)
+    assert out.shape[-2:] == {"technical": (288, 288), "aesthetic": (112, 112), "simpleVQA": (448, 448)}[name]
+    check_frame_size("v.mp4", *size, {name: RESCALING_VIEWS[name]})
+
+
+def test_native_simplevqa_view_needs_33_pixels_a_side() -> None:
+    views = {"simpleVQA": {"resize": None, "crop": None}}
+    assert min_frame_size("simpleVQA", views["simpleVQA"]) == (NATIVE_MIN_SIDE, NATIVE_MIN_SIDE) == (33, 33)
+    check_frame_size("v.mp4", 33, 33, views)
+    with pytest.raises(VideoTooSmallError, match=r"v.mp4: frames of 16x16 .* smaller than the 33x33 the view "
+                                                 r"'simpleVQA' needs") as e:
+        check_frame_size("v.mp4", 16, 16, views)
+    assert isinstance(e.value, VideoDecodeError)  # skipped like an undecodable video (skip_bad_videos)
+    with pytest.raises(VideoTooSmallError, match="40x32"):
+        check_frame_size("v.mp4", 32, 40, views)
+
+
+def test_the_16x16_nan_comes_from_a_1x1_feature_map_std_and_is_refused() -> None:
+    """The reported NaN: a 16x16 native frame through EfficientNet-Lite0's stride-16 stage is a 1x1
+    map, whose unbiased std is 0/0; mean_std_pool now refuses it instead of returning NaN."""
+    from models.simplevqa import mean_std_pool
+
+    assert torch.isnan(torch.std(torch.ones(1, 2, 1), dim=2)).all()  # the root cause
+    with pytest.raises(ValueError, match="1x1 feature map has no standard deviation"):
+        mean_std_pool(torch.rand(2, 4, 1, 1))
+    assert torch.isfinite(mean_std_pool(torch.rand(2, 4, 2, 1))).all()
+
+
+def test_assert_finite() -> None:
+    t = torch.zeros(3)
+    assert assert_finite(t, "x") is t
+    assert_finite(torch.zeros(3, dtype=torch.uint8), "x")
+    with pytest.raises(NonFiniteViewError, match=r"video a.mp4, view 'simpleVQA': 2 of 3 values are NaN or infinite"):
+        assert_finite(torch.tensor([1.0, float("nan"), float("inf")]), "video a.mp4, view 'simpleVQA'")
+
+
+def test_a_16x16_video_is_refused_when_opened_by_the_native_view(tmp_path) -> None:
+    from datasets import build_dataset
+    from tests.media import make_video
+
+    make_video(tmp_path / "small.mp4", size="16x16", frames=10)
+    (tmp_path / "a.csv").write_text("filename,score\nsmall.mp4,3\n")
+    spec = {"type": "ViewDecompositionDataset_add_forSimpleVQA", "args": {
+        "phase": "test", "anno_file": str(tmp_path / "a.csv"), "data_prefix": str(tmp_path),
+        "normalization": "imagenet", "data_prefix_3D": None,
+        "sample_types": {"simpleVQA": {"resize": None, "crop": None, "clip_len": 4, "frame_interval": 1,
+                                       "t_frag": 4, "num_clips": 1}}}}
+    ds = build_dataset(spec)
+    with pytest.raises(VideoTooSmallError, match="16x16 .* smaller than the 33x33"):
+        ds[0]
+    ds.skip_bad_videos = True
+    assert "smaller than the 33x33" in ds[0]["error"]
+    spec["args"]["sample_types"]["simpleVQA"].update(resize=64, crop=48)  # rescaled: any size is fine
+    assert build_dataset(spec)[0]["simpleVQA"].shape[-2:] == (48, 48)
