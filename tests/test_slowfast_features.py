@@ -12,7 +12,7 @@ from kvq.cli import EXIT_PARTIAL
 import torch
 
 from datasets.decoding import VideoDecodeError, VideoReader, iter_frames
-from kvq.features.slowfast import MARKER, ClipStream, plan_clips
+from kvq.features.slowfast import CHANGED, COMPLETE, MARKER, ClipStream, feature_status, plan_clips, video_stamp
 from tests.media import make_video
 
 
@@ -141,7 +141,7 @@ def test_a_video_interrupted_while_saving_is_not_complete(tmp_path: Path, monkey
 
 
 def test_resume_extracts_a_replaced_video_again(videos: Path, tmp_path: Path) -> None:
-    """The marker records the video's size and mtime: a file replaced at the same path is
+    """The marker records the video's size and content digest: a file replaced at the same path is
     extracted again (its old clip files removed, none mixed in); unchanged ones are kept."""
     import json
     import shutil
@@ -153,8 +153,8 @@ def test_resume_extracts_a_replaced_video_again(videos: Path, tmp_path: Path) ->
     assert run(root, tmp_path / "out") == 0
     a, b = tmp_path / "out" / "db" / "a.mp4", tmp_path / "out" / "db" / "b.mp4"
     marker = json.loads((a / MARKER).read_text())
-    assert marker["video"] == {"size": (root / "a.mp4").stat().st_size,
-                               "mtime_ns": (root / "a.mp4").stat().st_mtime_ns}
+    assert marker["video"] == video_stamp(root / "a.mp4")
+    assert marker["video"]["size"] == (root / "a.mp4").stat().st_size
     old = np.load(a / "feature_0_slow_feature.npy")
     (a / "feature_11_slow_feature.npy").write_bytes(b"stale clip beyond the new plan")
     b_stamp = (b / "feature_0_slow_feature.npy").stat().st_mtime_ns
@@ -231,3 +231,26 @@ def test_amp_bf16_features_are_close_to_fp32(videos: Path, tmp_path: Path) -> No
         a, b = np.load(f), np.load(tmp_path / "bf16" / "db" / "a.mp4" / f.name)
         assert b.dtype == np.float32 and b.shape == a.shape
         np.testing.assert_allclose(b, a, atol=0.05 * np.abs(a).max())
+
+
+def test_a_video_replaced_with_same_size_and_mtime_is_extracted_again(videos: Path, tmp_path: Path) -> None:
+    """`cp -p` / `rsync -t` keep size and modification time: the marker's content digest still
+    tells the replaced file apart, so its features are not reused (they were, with size + mtime)."""
+    import os
+    import shutil
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    shutil.copy(videos / "a.mp4", root / "a.mp4")
+    (root / "list.csv").write_text("filename,score\na.mp4,1\n")
+    assert run(root, tmp_path / "out") == 0
+    folder = tmp_path / "out" / "db"
+    video = root / "a.mp4"
+    assert feature_status(folder, "a.mp4", video) == COMPLETE
+    st = video.stat()
+    data = bytearray(video.read_bytes())
+    data[-1] ^= 0xFF  # another file: same size
+    video.write_bytes(bytes(data))
+    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime, as cp -p leaves it
+    assert (video.stat().st_size, video.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert feature_status(folder, "a.mp4", video) == CHANGED

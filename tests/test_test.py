@@ -8,6 +8,7 @@ import torch
 import yaml
 
 import test as test_script
+from kvq.features.slowfast import video_stamp
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -84,8 +85,8 @@ def test_checkpoint_alone_scores_videos_without_a_config(trained, tmp_path: Path
 
 
 def test_replaced_video_is_extracted_again(trained, tmp_path: Path) -> None:
-    """The --videos SlowFast cache records the file's size and mtime: a video replaced at the same
-    path gets new features (the stale ones are not reused)."""
+    """The --videos SlowFast cache records the file's identity (`video_stamp`): a video replaced at
+    the same path gets new features (the stale ones are not reused)."""
     import shutil
 
     import numpy as np
@@ -99,11 +100,11 @@ def test_replaced_video_is_extracted_again(trained, tmp_path: Path) -> None:
     assert test_script.main(args) == 0
     marker = next(cache.rglob(".complete"))
     before = json.loads(marker.read_text()), np.load(marker.parent / "feature_0_slow_feature.npy")
-    assert before[0]["video"] == {"size": clip.stat().st_size, "mtime_ns": clip.stat().st_mtime_ns}
+    assert before[0]["video"] == video_stamp(clip)
     shutil.copy(data / "v4.mp4", clip)  # another video, same path
     assert test_script.main(args) == 0
     after = json.loads(marker.read_text()), np.load(marker.parent / "feature_0_slow_feature.npy")
-    assert after[0]["video"] == {"size": clip.stat().st_size, "mtime_ns": clip.stat().st_mtime_ns} != before[0]["video"]
+    assert after[0]["video"] == video_stamp(clip) != before[0]["video"]
     assert not np.array_equal(before[1], after[1])
 
 

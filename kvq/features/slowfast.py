@@ -5,9 +5,10 @@ clips, clip i = 32 frames from frame i·fps (past the end: the last frame repeat
 clips (the last one repeated). Output, as the reference:
 `<out_dir>/<video_name>/feature_<i>_{slow,fast}_feature.npy` with shapes (1,2048,1,1,1) and
 (1,256,1,1,1), each written atomically, then a `.complete` marker: one JSON line with the clip plan
-and the video file's identity when its features were made (`{"size", "mtime_ns"}`). A video whose
-file has another size or modification time now (re-encoded or replaced at the same path) has
-stale features: its folder is emptied and extracted again, never mixed. Folders without that
+and the video file's identity when its features were made (`video_stamp`: its size and a digest of
+its first and last MiB). A video whose file has another identity now (re-encoded, or replaced at the
+same path, even by a file of the same size and modification time) has stale features: its folder is
+emptied and extracted again, never mixed. Folders without that
 record (made by the reference code: clip files, no marker) cannot be checked: the
 `--videos`/API cache extracts them again; `SlowFast_features.py` keeps them (`keep_unrecorded`)
 with a warning, so resuming over reference features does not redo hours of work.
@@ -20,6 +21,7 @@ reader (decord, PyAV as its fallback). Clips of any videos are batched through t
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -88,21 +90,33 @@ def feature_name(path: str | os.PathLike) -> str:
     return Path(os.path.abspath(path)).as_posix().lstrip("/")
 
 
-def video_stamp(path: str | os.PathLike) -> Optional[dict[str, int]]:
-    """The identity a marker records: {"size": bytes, "mtime_ns": modification time}; None
-    when the file cannot be stat'ed (its decoding then fails and names it)."""
+STAMP_BYTES = 1 << 20  # bytes read from each end of a video for its digest
+
+
+def video_stamp(path: str | os.PathLike) -> Optional[dict[str, int | str]]:
+    """The identity a marker records: {"size": bytes, "sha256": digest of the size and of the first
+    and last MiB} (content, not the modification time: a file copied over another with `cp -p` or
+    `rsync -t` keeps size and mtime, not content); None when the file cannot be read (its decoding
+    then fails and names it)."""
+    digest = hashlib.sha256()
     try:
-        st = os.stat(path)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            digest.update(str(size).encode())
+            digest.update(f.read(STAMP_BYTES))
+            if size > STAMP_BYTES:
+                f.seek(max(STAMP_BYTES, size - STAMP_BYTES))
+                digest.update(f.read(STAMP_BYTES))
     except OSError:
         return None
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"size": size, "sha256": digest.hexdigest()}
 
 
 COMPLETE, CHANGED, UNRECORDED, ABSENT = "complete", "changed", "unrecorded", "absent"
 
 
 def feature_status(out_dir: Path, video_name: str, path: str | os.PathLike) -> str:
-    """COMPLETE: the marker records this very file (same size and mtime); CHANGED: it records
+    """COMPLETE: the marker records this very file (same `video_stamp`); CHANGED: it records
     another file; UNRECORDED: finished but without a record (a marker without the file's
     identity, or the reference's layout: the 8 first clips' files all present, no marker);
     ABSENT: not done."""
