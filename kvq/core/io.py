@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -169,3 +170,22 @@ def check_outputs(files: Mapping[str, Optional[PathLike]] = {}, folders: Mapping
     if problems:
         raise OutputPathError("output path problem" + ("s" if len(problems) > 1 else "") + ":\n  "
                               + "\n  ".join(problems))
+
+
+DIGEST_BYTES = 1 << 20  # bytes read from each end of a file for its content digest
+
+
+def content_digest(path: PathLike, chunk: int = DIGEST_BYTES) -> tuple[int, str]:
+    """(size, SHA-256 of the size and the first and last `chunk` bytes): a cheap identity of a
+    large file's content (two files with equal digests are the same video in practice; a file
+    rewritten with the same size and modification time, as `cp -p` leaves it, gets another one).
+    OSError when the file cannot be read."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        digest.update(str(size).encode())
+        digest.update(f.read(chunk))
+        if size > chunk:
+            f.seek(max(chunk, size - chunk))
+            digest.update(f.read(chunk))
+    return size, digest.hexdigest()

@@ -21,7 +21,6 @@ reader (decord, PyAV as its fallback). Clips of any videos are batched through t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ from tqdm import tqdm
 
 from datasets.decoding import VideoDecodeError, VideoReader, iter_frames
 from kvq.core.device import autocast, check_amp, to_channels_last
-from kvq.core.io import atomic_open, atomic_write_text
+from kvq.core.io import atomic_open, atomic_write_text, content_digest
 from models.slowfast import CLIP_FRAMES, SlowFastExtractor, preprocess_frames
 
 log = logging.getLogger(__name__)
@@ -90,26 +89,16 @@ def feature_name(path: str | os.PathLike) -> str:
     return Path(os.path.abspath(path)).as_posix().lstrip("/")
 
 
-STAMP_BYTES = 1 << 20  # bytes read from each end of a video for its digest
-
-
 def video_stamp(path: str | os.PathLike) -> Optional[dict[str, int | str]]:
-    """The identity a marker records: {"size": bytes, "sha256": digest of the size and of the first
-    and last MiB} (content, not the modification time: a file copied over another with `cp -p` or
-    `rsync -t` keeps size and mtime, not content); None when the file cannot be read (its decoding
-    then fails and names it)."""
-    digest = hashlib.sha256()
+    """The identity a marker records: {"size": bytes, "sha256": `kvq.core.io.content_digest`} (the
+    content, not the modification time: a file copied over another with `cp -p` or `rsync -t` keeps
+    size and mtime, not content); None when the file cannot be read (its decoding then fails and
+    names it)."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            digest.update(str(size).encode())
-            digest.update(f.read(STAMP_BYTES))
-            if size > STAMP_BYTES:
-                f.seek(max(STAMP_BYTES, size - STAMP_BYTES))
-                digest.update(f.read(STAMP_BYTES))
+        size, digest = content_digest(path)
     except OSError:
         return None
-    return {"size": size, "sha256": digest.hexdigest()}
+    return {"size": size, "sha256": digest}
 
 
 COMPLETE, CHANGED, UNRECORDED, ABSENT = "complete", "changed", "unrecorded", "absent"
