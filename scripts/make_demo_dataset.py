@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, setup_logging  # noqa: E402
-from kvq.demo.data import LAYOUTS, DemoDatasetError, DemoParams, build_dataset  # noqa: E402
+from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, run_main, setup_logging
+from kvq.demo.data import LAYOUTS, DemoDatasetError, DemoParams, build_dataset
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -38,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--layout", default="demo", choices=list(LAYOUTS),
                    help="demo: train/val/test.csv, KSVQE lists, truth.csv, ...; kvq: the KVQ release's names "
                         "(train_data.csv, val_data.csv, test_data.csv unlabeled) and rank-pair-val.xlsx")
-    p.add_argument("--workers", type=int, default=None, help="source groups built in parallel (default min(2, cpus))")
+    p.add_argument("--num_workers", "--workers", type=int, default=None,
+                   help="source groups built in parallel (default min(2, cpus))")
     return p.parse_args(argv)
 
 
@@ -48,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     params = DemoParams(sources=args.sources, seed=args.seed, duration=args.duration,
                         width=args.size[0], height=args.size[1])
     try:
-        summary = build_dataset(args.out, params, workers=args.workers, progress=True, layout=args.layout)
+        summary = build_dataset(args.out, params, workers=args.num_workers, progress=True, layout=args.layout)
     except (DemoDatasetError, ValueError) as e:
         logging.getLogger("make_demo_dataset").error("%s", e)
         return EXIT_USAGE
@@ -62,4 +59,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)
