@@ -10,6 +10,7 @@ did not pass). Exit status (docs/commands.md "Exit statuses") 0 only when no cas
 """
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
@@ -18,16 +19,20 @@ from kvq.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, log_level, make_parser, r
 log = logging.getLogger("check_reference")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = make_parser(__doc__)
     parser.add_argument("fixture_dir", type=Path, help="folder with detweights.py and expected_*.json")
     parser.add_argument("--manifests", type=Path, action="append", default=[],
                         help="other folder to look for manifest_*.json in (repeatable)")
-    parser.add_argument("--max_frames", "--max-frames", type=int, default=None,
+    parser.add_argument("--max_frames", "--max-frames", type=int, default=None, metavar="N",
                         help="skip cases whose inputs have more than N frames")
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
                         help="fixture names to check (expected_<NAME>.json), e.g. simplevqa slowfast")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     setup_logging(log_level(args))
     from kvq.eval.conformance import iter_checks
 
