@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 import yaml
 
-from kvq.cli import make_parser, run_main
+from kvq.cli import log_level, make_parser, run_main, setup_logging
 from kvq.config import load_config
 from kvq.engine.trainer import Trainer, TrainOptions
 
@@ -190,6 +190,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    setup_logging(log_level(args))
     with contextlib.ExitStack() as stack:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kvq_gpu_check_")))
         t0 = time.perf_counter()
