@@ -2,7 +2,7 @@
 
     python SlowFast_features.py --video_root data/KVQ \
         --video_csv data/KVQ/train_data.csv data/KVQ/val_data.csv data/KVQ/test_data.csv \
-        --feature_save_folder feature/simpleVQA --database kvq [--gpu_ids 0] [--num_workers 6]
+        --feature_save_folder feature/simpleVQA --database kvq [--gpu_id 0] [--num_workers 6]
 
 Every split SimpleVQA reads needs its features (training: train and val; test.py: the scored split).
 Writes <feature_save_folder>/<database>/<video_name>/feature_<i>_{slow,fast}_feature.npy;
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from kvq.cli import EXIT_OK, EXIT_PARTIAL, log_level, make_parser, run_main, setup_logging
+from kvq.cli import EXIT_OK, EXIT_PARTIAL, add_gpu_arg, log_level, make_parser, run_main, setup_logging
 
 log = logging.getLogger("SlowFast_features")
 
@@ -32,9 +32,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database", default="kvq", help="sub-folder of the output root")
     p.add_argument("--resize", type=int, default=224, help="frames are resized to resize x resize")
     p.add_argument("--num_workers", type=int, default=6, help="decoding processes")
-    p.add_argument("--gpu_ids", default=None,
-                   help="GPU to use, e.g. '0' (the first id of a list), or 'cpu' (default: GPU 0 when CUDA is "
-                        "available, else the CPU); a GPU that is not there is an error (exit 2)")
+    add_gpu_arg(p, "GPU to use, e.g. '0' (the first id of a list), or 'cpu' (default: GPU 0 when CUDA is "
+                   "available, else the CPU); a GPU that is not there is an error (exit 2)")
     p.add_argument("--batch_clips", type=int, default=2,
                    help="clips per forward pass (2: as fast as 4 on a CPU, with less memory)")
     p.add_argument("--amp", choices=("off", "bf16"), default="off",
@@ -57,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kvq.features.slowfast import build_extractor, extract_features
 
     records = {r.video_name: r for csv in args.video_csv for r in read_annotations(csv, args.video_root)}.values()
-    device, _ = select_devices(args.gpu_ids, "--gpu_ids")
+    device, _ = select_devices(args.gpu_id, "--gpu_id")
     if args.no_pretrained:
         log.warning("--no_pretrained: using a randomly initialised SlowFast network")
     model = build_extractor(not args.no_pretrained, args.weights, args.seed)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, setup_logging
+from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, run_main, setup_logging
 
 RESULT_KEYS = ("score", "SROCC", "PLCC", "acc_nonsource", "acc_source")
 PREDICTION_NAME = "prediction.csv"
@@ -78,4 +78,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

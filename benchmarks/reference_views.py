@@ -1,6 +1,6 @@
 """Time the public reference repository's test views (run by benchmarks/run.py --reference DIR).
 
-    cd DIR && python /path/to/benchmarks/reference_views.py --config config/Kwai_KSVQE_test.yml \
+    cd DIR && PYTHONPATH=. python /path/to/benchmarks/reference_views.py --config config/Kwai_KSVQE_test.yml \
         --videos a.mp4 b.mp4 [--features FEAT_DIR] [--set technical.clip_len=4] [--repeat 3]
 
 Imports the reference's own Dataset classes from DIR (its `datasets/fusion_datasets.py`, which
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -27,9 +25,8 @@ def main() -> None:
                    help="override a sample_types entry (as the benchmark's --quick does for ours)")
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
-    sys.path.insert(0, os.getcwd())  # the reference checkout, not this project
     import yaml
-    from datasets import fusion_datasets  # the reference's module
+    from datasets import fusion_datasets  # the reference's module (its checkout first on PYTHONPATH)
 
     spec = yaml.safe_load(Path(args.config).read_text())["data"]["val"]
     opt = spec["args"]

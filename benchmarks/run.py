@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SECTIONS = ("startup", "decode", "views", "slowfast", "forward", "train", "reference")
 
 from kvq.cli import log_level, make_parser, run_main, setup_logging  # noqa: E402  (standard library only)

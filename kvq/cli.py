@@ -50,7 +50,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def make_parser(description: Optional[str]) -> argparse.ArgumentParser:
-    """An ArgumentParser with the shared help formatter and -v/--verbose, -q/--quiet."""
+    """An ArgumentParser with the shared help formatter and -v/--verbose, -q/--quiet.
+
+    Flag convention of every entry point (docs/commands.md "Flags"): long options are spelled with
+    underscores (--gpu_id, --resume_from, --num_workers: the reference's style); a spelling that an
+    earlier version or the reference accepted (--max-frames, --gpu_ids, --workers) stays as an
+    alias, given as a second option string of the same argument."""
     parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-v", "--verbose", action="store_true", help="debug messages too")
@@ -109,9 +114,13 @@ def add_config_args(parser: argparse.ArgumentParser, default: str | None = None,
                         help="YAML config file (see docs/configuration.md)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a config value, e.g. --set optimizer.lr=1e-4 (repeatable)")
-    parser.add_argument("--gpu_id", default=None,
-                        help="GPUs to use, e.g. '0,1', or 'cpu' (default: GPU 0 when CUDA is available, else the "
-                             "CPU); a GPU that is not there is an error (exit 2)")
+    add_gpu_arg(parser, "GPUs to use, e.g. '0,1', or 'cpu' (default: GPU 0 when CUDA is available, else the "
+                        "CPU); a GPU that is not there is an error (exit 2)")
+
+
+def add_gpu_arg(parser: argparse.ArgumentParser, help: str) -> None:
+    """--gpu_id (--gpu_ids, the reference's SlowFast_features.py spelling, is an alias)."""
+    parser.add_argument("--gpu_id", "--gpu_ids", dest="gpu_id", default=None, help=help)
 
 
 def output_folder(text: str) -> str:

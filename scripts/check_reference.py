@@ -1,36 +1,38 @@
 """Check this project's models against the reference outputs of the conformance fixtures.
 
-    python scripts/check_reference.py FIXTURE_DIR [--manifests DIR] [--max-frames N] [--only NAME ...]
+    python scripts/check_reference.py FIXTURE_DIR [--manifests DIR] [--max_frames N] [--only NAME ...]
 
 Prints one JSON line per case on stdout:
     {"model": ..., "case": ..., "max_abs_error": ..., "pass": true | false | null, ...}
-("pass": null = skipped on purpose by --max-frames; "skipped"/"error"/"failures" say why a case
+("pass": null = skipped on purpose by --max_frames; "skipped"/"error"/"failures" say why a case
 did not pass). Exit status (docs/commands.md "Exit statuses") 0 only when no case failed: 1 when one did,
 2 when the fixtures cannot be read.
 """
 from __future__ import annotations
 
+import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kvq.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, log_level, make_parser, setup_logging  # noqa: E402
+from kvq.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, log_level, make_parser, run_main, setup_logging
 
 log = logging.getLogger("check_reference")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = make_parser(__doc__)
     parser.add_argument("fixture_dir", type=Path, help="folder with detweights.py and expected_*.json")
     parser.add_argument("--manifests", type=Path, action="append", default=[],
                         help="other folder to look for manifest_*.json in (repeatable)")
-    parser.add_argument("--max-frames", type=int, default=None,
+    parser.add_argument("--max_frames", "--max-frames", type=int, default=None, metavar="N",
                         help="skip cases whose inputs have more than N frames")
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
                         help="fixture names to check (expected_<NAME>.json), e.g. simplevqa slowfast")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     setup_logging(log_level(args))
     from kvq.eval.conformance import iter_checks
 
@@ -50,4 +52,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

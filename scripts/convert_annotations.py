@@ -1,12 +1,12 @@
 """Convert a public dataset's official metadata file(s) to this project's annotation csv
-(`filename,score,group`), or with --output-format ksvqe to KSVQE's list
+(`filename,score,group`), or with --output_format ksvqe to KSVQE's list
 (`filename,cls_label,dis_label,score`, no header: cls_label = source group index, dis_label =
 position in the group, 0 = the source); see docs/own-dataset.md.
 
     python scripts/convert_annotations.py --format konvid KoNViD_1k_mos.csv data/konvid/all.csv
     python scripts/convert_annotations.py --format kvq data/KVQ/train_data.csv data/KVQ/val_data.csv data/KVQ/all.csv
     python scripts/convert_annotations.py --format lsvq --subset train labels_train_test.csv data/lsvq/train.csv
-    python scripts/convert_annotations.py --format kvq --output-format ksvqe data/KVQ/train_data.csv \
+    python scripts/convert_annotations.py --format kvq --output_format ksvqe data/KVQ/train_data.csv \
         data/KVQ/train_ksvqe.txt
 
 Exit statuses: docs/commands.md "Exit statuses" (2: a metadata file that cannot be read, naming file and line).
@@ -14,27 +14,22 @@ Exit statuses: docs/commands.md "Exit statuses" (2: a metadata file that cannot 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from datasets.converters import (CONVERTERS, KVQ_GROUP_SIZE, Options, convert, write_annotation_csv,  # noqa: E402
-                                  write_ksvqe_list)
-from kvq.cli import EXIT_OK, log_level, make_parser, run_main, setup_logging  # noqa: E402
+from datasets.converters import CONVERTERS, KVQ_GROUP_SIZE, Options, convert, write_annotation_csv, write_ksvqe_list
+from kvq.cli import EXIT_OK, log_level, make_parser, run_main, setup_logging
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     p.add_argument("--format", required=True, choices=CONVERTERS.names(), help="the dataset the files come from")
     p.add_argument("sources", nargs="+", metavar="SRC", help="official metadata file(s) of that dataset")
-    p.add_argument("out", metavar="OUT", help="annotation file to write (see --output-format)")
-    p.add_argument("--output-format", default="kvq_csv", choices=["kvq_csv", "ksvqe"],
+    p.add_argument("out", metavar="OUT", help="annotation file to write (see --output_format)")
+    p.add_argument("--output_format", "--output-format", default="kvq_csv", choices=["kvq_csv", "ksvqe"],
                    help="kvq_csv: header filename,score,group (default); ksvqe: KSVQE's list without header, "
-                        "filename,cls_label,dis_label,score (cls_label = source group index from --first-cls, "
+                        "filename,cls_label,dis_label,score (cls_label = source group index from --first_cls, "
                         "dis_label = position in the group, 0 = the source)")
-    p.add_argument("--first-cls", type=int, default=0,
+    p.add_argument("--first_cls", "--first-cls", type=int, default=0,
                    help="ksvqe only: cls_label of the first group (give the val list a start above the train "
                         "list's labels, so that pooled lists keep their groups apart)")
     p.add_argument("--suffix", default=None,
@@ -42,17 +37,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "youtube_ugc .mkv, lsvq .mp4); for livevqc/kvq it replaces the name's extension")
     p.add_argument("--subset", default="all", choices=["all", "train", "test"],
                    help="lsvq only: keep the rows whose is_test column says train / test")
-    p.add_argument("--group-size", type=int, default=KVQ_GROUP_SIZE,
+    p.add_argument("--group_size", "--group-size", type=int, default=KVQ_GROUP_SIZE,
                    help="kvq only: consecutive ids per source group when the file has no group column")
     args = p.parse_args(argv)
     if args.subset != "all" and args.format != "lsvq":
         p.error("--subset applies to --format lsvq only")
     if args.first_cls != 0 and args.output_format != "ksvqe":
-        p.error("--first-cls applies to --output-format ksvqe only")
+        p.error("--first_cls applies to --output_format ksvqe only")
     if args.first_cls < 0:
-        p.error("--first-cls must be non-negative")
+        p.error("--first_cls must be non-negative")
     if args.group_size < 1:
-        p.error("--group-size must be at least 1")
+        p.error("--group_size must be at least 1")
     return args
 
 

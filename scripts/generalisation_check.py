@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import csv
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kvq.cli import EXIT_OK, EXIT_PARTIAL, log_level, make_parser, run_main, setup_logging  # noqa: E402
+from kvq.cli import EXIT_OK, EXIT_PARTIAL, log_level, make_parser, run_main, setup_logging
 
 log = logging.getLogger("generalisation_check")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib.util
 import io
 import os
 import subprocess
@@ -25,19 +26,33 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Optional, Sequence
 
+import torch
+import yaml
+
+from kvq.cli import log_level, make_parser, run_main, setup_logging
+from kvq.config import load_config
+from kvq.core.distributed import free_port
+from kvq.engine.trainer import Trainer, TrainOptions
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-import yaml  # noqa: E402
 
-import test as test_script  # noqa: E402
-from kvq.config import load_config  # noqa: E402
-from kvq.core.distributed import free_port  # noqa: E402
-from kvq.engine.trainer import Trainer, TrainOptions  # noqa: E402
-from tests.media import ksvqe_config, make_tiny_dataset, simplevqa_config  # noqa: E402
+def load_file(name: str, path: Path) -> ModuleType:
+    """The module of a file that is not in an installed package (test.py, tests/media.py; `import test`
+    would find the standard library's test package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+test_script = load_file("kvq_test_script", ROOT / "test.py")
+_media = load_file("kvq_tests_media", ROOT / "tests" / "media.py")  # tiny videos (needs requirements-dev.txt)
+ksvqe_config, make_tiny_dataset, simplevqa_config = _media.ksvqe_config, _media.make_tiny_dataset, _media.simplevqa_config
 
 EXIT_NO_GPU = 4
 GPU_CPU_TOLERANCE = 1e-3  # max |score GPU - score CPU|, fp32 with tf32 off (scores are O(1))
@@ -162,13 +177,14 @@ def guarded(check: Callable[..., list[str]], *args: Any, **kwargs: Any) -> list[
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--work", type=Path, default=None, help="folder for data and outputs (default: a temporary one)")
     return p.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    setup_logging(log_level(args))
     with contextlib.ExitStack() as stack:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kvq_gpu_check_")))
         t0 = time.perf_counter()
@@ -200,4 +216,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

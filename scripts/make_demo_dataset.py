@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, setup_logging  # noqa: E402
-from kvq.demo.annotations import LAYOUTS  # noqa: E402
-from kvq.demo.build import DemoDatasetError, build_dataset  # noqa: E402
-from kvq.demo.ffmpeg import FFmpegError  # noqa: E402
-from kvq.demo.plan import DemoParams  # noqa: E402
+from kvq.cli import EXIT_OK, EXIT_USAGE, log_level, make_parser, run_main, setup_logging
+from kvq.demo.annotations import LAYOUTS
+from kvq.demo.build import DemoDatasetError, build_dataset
+from kvq.demo.ffmpeg import FFmpegError
+from kvq.demo.plan import DemoParams
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -41,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--layout", default="demo", choices=list(LAYOUTS),
                    help="demo: train/val/test.csv, KSVQE lists, truth.csv, ...; kvq: the KVQ release's names "
                         "(train_data.csv, val_data.csv, test_data.csv unlabeled) and rank-pair-val.xlsx")
-    p.add_argument("--workers", type=int, default=None, help="source groups built in parallel (default min(2, cpus))")
+    p.add_argument("--num_workers", "--workers", type=int, default=None,
+                   help="source groups built in parallel (default min(2, cpus))")
     return p.parse_args(argv)
 
 
@@ -51,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     params = DemoParams(sources=args.sources, seed=args.seed, duration=args.duration,
                         width=args.size[0], height=args.size[1])
     try:
-        summary = build_dataset(args.out, params, workers=args.workers, progress=True, layout=args.layout)
+        summary = build_dataset(args.out, params, workers=args.num_workers, progress=True, layout=args.layout)
     except (DemoDatasetError, FFmpegError, ValueError) as e:
         logging.getLogger("make_demo_dataset").error("%s", e)
         return EXIT_USAGE
@@ -65,4 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

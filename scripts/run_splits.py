@@ -1,6 +1,6 @@
 """The n-split protocol: repeated grouped train/val/test splits of a config's labelled videos.
 
-    python scripts/run_splits.py -o CONFIG --splits 10 [--val-frac 0.1 --test-frac 0.2] [--seed S] [--out DIR]
+    python scripts/run_splits.py -o CONFIG --splits 10 [--val_frac 0.1 --test_frac 0.2] [--seed S] [--out DIR]
     torchrun --nproc_per_node=4 scripts/run_splits.py -o CONFIG --splits 10     # each split trained with DDP
 
 Pools the labelled videos of data.train/val/test, makes `--splits` random splits in which no
@@ -15,16 +15,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
-from pathlib import Path
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from kvq.cli import (EXIT_OK, add_config_args, add_ddp_args, load, log_level, log_to_file, make_parser,  # noqa: E402
-                     run_main, setup_logging)
-from datasets.splits import GROUP_BY  # noqa: E402
+from datasets.splits import GROUP_BY
+from kvq.cli import (EXIT_OK, add_config_args, add_ddp_args, load, log_level, log_to_file, make_parser, run_main,
+                     setup_logging)
 
 log = logging.getLogger("run_splits")
 
@@ -33,11 +30,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = make_parser(__doc__)
     add_config_args(p)
     p.add_argument("--splits", type=int, default=10, help="number of random splits")
-    p.add_argument("--val-frac", type=float, default=0.1, help="fraction of the videos in val")
-    p.add_argument("--test-frac", type=float, default=0.2, help="fraction of the videos in test")
+    p.add_argument("--val_frac", "--val-frac", type=float, default=0.1, help="fraction of the videos in val")
+    p.add_argument("--test_frac", "--test-frac", type=float, default=0.2, help="fraction of the videos in test")
     p.add_argument("--seed", type=int, default=None, help="seed of the splits (default: the config's seed)")
     p.add_argument("--out", default=None, help="output folder (default runs/splits/<config name>)")
-    p.add_argument("--group-by", default="group", choices=GROUP_BY,
+    p.add_argument("--group_by", "--group-by", default="group", choices=GROUP_BY,
                    help="group: the annotation's group column; cls_label: the ksvqe lists' "
                         "cls_label; none: every video is its own group")
     add_ddp_args(p)
@@ -46,7 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.splits < 1:
         p.error("--splits must be at least 1")
     if not (0 < args.val_frac and 0 < args.test_frac and args.val_frac + args.test_frac < 1):
-        p.error("--val-frac and --test-frac must be positive with a sum below 1")
+        p.error("--val_frac and --test_frac must be positive with a sum below 1")
     return args
 
 

@@ -4,12 +4,32 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = Path(os.environ.get("KVQ_CONFORMANCE_DIR", ROOT.parent / "shared" / "conformance"))
+
+
+def _project_on_pythonpath() -> None:
+    """Scripts started as subprocesses (`python scripts/X.py`) import kvq, models and datasets from
+    the editable install (`pip install -e . --no-deps`, done by `make test`). In an environment
+    without it (requirements installed by hand), put the repository on their PYTHONPATH instead,
+    as pytest.ini's `pythonpath = .` does for this process (also when the installed packages are
+    another checkout's)."""
+    code = ("import importlib.util as u; "
+            "print('\\n'.join(str(getattr(u.find_spec(n), 'origin', None)) for n in ('kvq', 'models', 'datasets')))")
+    probe = subprocess.run([sys.executable, "-c", code], cwd=tempfile.gettempdir(), capture_output=True, text=True)
+    found = probe.stdout.split()
+    if len(found) != 3 or not all(Path(f).parent.parent == ROOT for f in found):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
+_project_on_pythonpath()
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ def videos(tmp_path_factory) -> Path:
 def run(root: Path, out: Path, csv: str = "list.csv") -> int:
     return SlowFast_features.main(["--video_root", str(root), "--video_csv", str(root / csv),
                                    "--feature_save_folder", str(out), "--database", "db", "--no_pretrained",
-                                   "--num_workers", "0", "--gpu_ids", "cpu", "--no_progress"])
+                                   "--num_workers", "0", "--gpu_id", "cpu", "--no_progress"])
 
 
 def test_layout_shapes_and_resume(videos: Path, tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_run_imports_neither_torchvision_nor_dynamo_nor_pytorchvideo(videos: Pat
     and pytorchvideo cost 1.6 s of start-up and 170 MiB; the extractor needs neither."""
     (tmp_path / "one.csv").write_text("filename,score\nb.mp4,2\n")
     args = ["--video_root", str(videos), "--video_csv", str(tmp_path / "one.csv"), "--feature_save_folder",
-            str(tmp_path), "--database", "db", "--no_pretrained", "--num_workers", "1", "--gpu_ids", "cpu",
+            str(tmp_path), "--database", "db", "--no_pretrained", "--num_workers", "1", "--gpu_id", "cpu",
             "--no_progress"]
     proc = subprocess.run([sys.executable, "-c", IMPORTS_RUNNER, *args], cwd=Path(__file__).resolve().parents[1],
                           capture_output=True, text=True, timeout=300)
@@ -225,7 +225,7 @@ def test_amp_bf16_features_are_close_to_fp32(videos: Path, tmp_path: Path) -> No
     assert run(videos, tmp_path / "fp32") == 0
     assert SlowFast_features.main(["--video_root", str(videos), "--video_csv", str(videos / "list.csv"),
                                    "--feature_save_folder", str(tmp_path / "bf16"), "--database", "db",
-                                   "--no_pretrained", "--num_workers", "0", "--gpu_ids", "cpu", "--no_progress",
+                                   "--no_pretrained", "--num_workers", "0", "--gpu_id", "cpu", "--no_progress",
                                    "--amp", "bf16"]) == 0
     for f in sorted((tmp_path / "fp32" / "db" / "a.mp4").glob("*.npy")):
         a, b = np.load(f), np.load(tmp_path / "bf16" / "db" / "a.mp4" / f.name)

@@ -17,9 +17,10 @@ REFERENCE_CONFIGS = {"KSVQE": "config/Kwai_KSVQE_test.yml", "SimpleVQA": "config
 
 
 def reference_env(args: argparse.Namespace, torch_home: Optional[Path] = None) -> dict[str, str]:
-    """The environment of the reference's processes: --reference_pythonpath first on PYTHONPATH."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (args.reference_pythonpath,
-                                                                   os.environ.get("PYTHONPATH", "")) if p)}
+    """The environment of the reference's processes: the reference checkout and --reference_pythonpath first
+    on PYTHONPATH (its `datasets` package, not this project's)."""
+    paths = (str(args.reference.resolve()), args.reference_pythonpath, os.environ.get("PYTHONPATH", ""))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     return {**env, "TORCH_HOME": str(torch_home)} if torch_home else env
 
 

@@ -42,7 +42,7 @@ def test_script_passes_simplevqa_and_slowfast(conformance_dir: Path) -> None:
 
 
 def test_script_passes_fastvqa_and_ksvqe_short_cases(conformance_dir: Path) -> None:
-    proc = run_script(str(conformance_dir), "--only", "fastvqa", "ksvqe_ts1", "ksvqe_ts2", "--max-frames", "16")
+    proc = run_script(str(conformance_dir), "--only", "fastvqa", "ksvqe_ts1", "ksvqe_ts2", "--max_frames", "16")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     passed = {(r["model"], r["case"]) for r in lines if r["pass"] is True}

@@ -2,6 +2,7 @@
 statuses, third-party warning filters, GPUs that are named but not there."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -33,8 +34,34 @@ ENTRY_POINTS = {
     "scripts/convert_annotations.py": "(default: all)",
     "scripts/run_splits.py": "(default: 10)",
     "scripts/check_reference.py": None,
+    "scripts/generalisation_check.py": "(default: 360x640)",
     "benchmarks/run.py": "(default: startup,decode,",
 }
+# entry points whose module imports torch (their -h still works, after the import)
+HEAVY_ENTRY_POINTS = ["scripts/gpu_check.py"]
+# what may end a script without run_main: (file, why)
+NO_RUN_MAIN = {
+    "benchmarks/reference_views.py": "runs in the reference's checkout with its python: imports nothing of this project",
+    "benchmarks/run.py": "being split into modules (the split ends it with run_main)",
+}
+# every hyphenated spelling that is an alias of an underscore flag:
+# (entry point, argv with the alias, parsed attribute, expected value)
+HYPHEN_ALIASES = [
+    ("scripts/run_splits.py", ["-o", "c.yml", "--val-frac", "0.15"], "val_frac", 0.15),
+    ("scripts/run_splits.py", ["-o", "c.yml", "--test-frac", "0.3"], "test_frac", 0.3),
+    ("scripts/run_splits.py", ["-o", "c.yml", "--group-by", "none"], "group_by", "none"),
+    ("scripts/run_splits.py", ["-o", "c.yml", "--local-rank", "1"], "local_rank", 1),
+    ("scripts/check_reference.py", ["fixtures", "--max-frames", "8"], "max_frames", 8),
+    ("scripts/convert_annotations.py", ["--format", "kvq", "a.csv", "b.txt", "--output-format", "ksvqe",
+                                        "--first-cls", "3"], "first_cls", 3),
+    ("scripts/convert_annotations.py", ["--format", "kvq", "a.csv", "b.csv", "--output-format", "ksvqe"],
+     "output_format", "ksvqe"),
+    ("scripts/convert_annotations.py", ["--format", "kvq", "a.csv", "b.csv", "--group-size", "5"], "group_size", 5),
+    ("scripts/make_demo_dataset.py", ["--out", "d", "--workers", "3"], "num_workers", 3),
+    ("SlowFast_features.py", ["--video_root", "v", "--video_csv", "a.csv", "--gpu_ids", "cpu"], "gpu_id", "cpu"),
+    ("train.py", ["-o", "c.yml", "--gpu_ids", "0,1"], "gpu_id", "0,1"),
+    ("train_ddp.py", ["-o", "c.yml", "--local-rank", "2"], "local_rank", 2),
+]
 
 # runs ENTRY -h as `python ENTRY -h` would, then reports whether torch was imported
 HELP_RUNNER = """
@@ -63,10 +90,31 @@ def root_logging():
     root.setLevel(level)
 
 
+def entry_points() -> list[str]:
+    """Every command-line entry point: the top-level scripts, scripts/*.py, benchmarks/*.py."""
+    top = [p.name for p in ROOT.glob("*.py") if "__main__" in p.read_text()]
+    return sorted(top) + [str(p.relative_to(ROOT)) for d in ("scripts", "benchmarks") for p in sorted((ROOT / d).glob("*.py"))]
+
+
+def load_entry(entry: str):
+    """The module of an entry point file (scripts/ and benchmarks/ are not packages)."""
+    spec = importlib.util.spec_from_file_location(f"entry_{Path(entry).stem}", ROOT / entry)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_lists_name_every_entry_point() -> None:
+    named = set(ENTRY_POINTS) | set(HEAVY_ENTRY_POINTS) | {"benchmarks/reference_views.py"}
+    assert named == set(entry_points())
+
+
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
-def test_help_is_answered_before_torch_is_imported_and_shows_defaults(entry: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", HELP_RUNNER, entry], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+def test_help_is_answered_before_torch_is_imported_and_shows_defaults(entry: str, tmp_path: Path) -> None:
+    """Run from another folder: the project's packages come from the install (or PYTHONPATH), not the cwd."""
+    proc = subprocess.run([sys.executable, "-c", HELP_RUNNER, str(ROOT / entry)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.rstrip().endswith("TORCH_NOT_IMPORTED"), proc.stdout[-500:]
     assert "-v, --verbose" in proc.stdout and "-q, --quiet" in proc.stdout
@@ -74,6 +122,62 @@ def test_help_is_answered_before_torch_is_imported_and_shows_defaults(entry: str
     if ENTRY_POINTS[entry]:
         assert ENTRY_POINTS[entry] in " ".join(proc.stdout.split())  # help lines are wrapped
     assert "Warning" not in proc.stderr
+
+
+@pytest.mark.parametrize("entry", HEAVY_ENTRY_POINTS)
+def test_help_of_entry_points_that_import_torch(entry: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / entry), "-h"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "-v, --verbose" in proc.stdout
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRY_POINTS if e.startswith("scripts/")])
+def test_scripts_run_as_files_from_another_folder(entry: str, tmp_path: Path) -> None:
+    """`python scripts/X.py` (sys.path[0] = scripts/, no sys.path edits) imports kvq from the install."""
+    proc = subprocess.run([sys.executable, str(ROOT / entry), "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("entry, argv, attr, expected", HYPHEN_ALIASES,
+                         ids=[f"{e}:{attr}" for e, _, attr, _ in HYPHEN_ALIASES])
+def test_hyphen_and_reference_spellings_are_aliases(entry: str, argv: list[str], attr: str, expected) -> None:
+    module = load_entry(entry)
+    assert getattr(module.parse_args(argv), attr) == expected
+    underscore = ["--" + a[2:].replace("-", "_") if a.startswith("--") else a for a in argv]
+    underscore = [{"--workers": "--num_workers", "--gpu_ids": "--gpu_id"}.get(a, a) for a in underscore]
+    assert getattr(module.parse_args(underscore), attr) == expected
+
+
+@pytest.mark.parametrize("entry", [e for e in entry_points() if e != "benchmarks/reference_views.py"])
+def test_long_flags_are_spelled_with_underscores(entry: str, monkeypatch) -> None:
+    """The first spelling of every long option (the one -h and the docs lead with) has no hyphen after `--`."""
+    module = load_entry(entry)
+    parsers = []
+    monkeypatch.setattr(module, "make_parser", lambda doc: parsers.append(cli.make_parser(doc)) or parsers[-1])
+    with pytest.raises(SystemExit) as e:
+        getattr(module, "parse_args", getattr(module, "main"))(["-h"])
+    assert e.value.code == 0 and len(parsers) == 1
+    first = [next(o for o in a.option_strings if o.startswith("--")) for a in parsers[0]._actions
+             if any(o.startswith("--") for o in a.option_strings)]
+    assert "--verbose" in first and [f for f in first if "-" in f[2:]] == []
+
+
+@pytest.mark.parametrize("entry", entry_points())
+def test_no_sys_path_edits(entry: str) -> None:
+    """Scripts import the project's packages from the install (pyproject.toml), never by editing sys.path."""
+    text = (ROOT / entry).read_text()
+    assert not re.search(r"sys\.path\.(insert|append|extend)|sys\.path\s*(\+=|=|\[)", text), entry
+
+
+@pytest.mark.parametrize("entry", [e for e in entry_points() if e not in NO_RUN_MAIN])
+def test_every_entry_point_ends_with_run_main_and_uses_the_shared_parser(entry: str) -> None:
+    text = (ROOT / entry).read_text()
+    main_block = text.split('if __name__ == "__main__":')[-1]
+    assert re.search(r"^\s+run_main\(main(, fast_exit=True)?\)\s*$", main_block, re.M), entry
+    assert "sys.exit(" not in main_block
+    assert "make_parser(__doc__)" in text and "ArgumentParser(" not in text
 
 
 def test_help_formatter_shows_only_defaults_worth_showing() -> None:
@@ -224,10 +328,10 @@ def test_slowfast_features_with_a_missing_gpu_exits_2(monkeypatch, tmp_path: Pat
     gpus(monkeypatch, 0)
     make_video(tmp_path / "a.mp4", size="32x32", frames=4)
     (tmp_path / "list.csv").write_text("filename,score\na.mp4,1\n")
-    argv = ["--video_root", str(tmp_path), "--video_csv", str(tmp_path / "list.csv"), "--gpu_ids", "7",
+    argv = ["--video_root", str(tmp_path), "--video_csv", str(tmp_path / "list.csv"), "--gpu_id", "7",
             "--feature_save_folder", str(tmp_path / "out"), "--no_pretrained"]
     with pytest.raises(SystemExit) as e:
         cli.run_main(lambda _: SlowFast_features.main(argv))
     assert e.value.code == cli.EXIT_USAGE
-    assert "--gpu_ids 7" in caplog.text and "0 visible GPU" in caplog.text
+    assert "--gpu_id 7" in caplog.text and "0 visible GPU" in caplog.text
     assert not (tmp_path / "out").exists()

@@ -1,5 +1,7 @@
-"""scripts/*.sh run from any folder and start the right entry point with the right config."""
+"""scripts/*.sh run from any folder and start the right entry point with the right config; the
+set-up they rely on (Makefile, requirements files, pyproject.toml) holds together."""
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -90,3 +92,45 @@ def test_demo_script_rejects_unknown_mode(fake_python: Path, tmp_path: Path) -> 
     r = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "PRETRAINED must be 0 or 1" in r.stderr
+
+
+# packages of requirements-dev.txt (import name) that runtime code must not import
+DEV_ONLY = {"pytest": "pytest", "pytorchvideo": "pytorchvideo", "scikit-image": "skimage",
+            "imageio-ffmpeg": "imageio_ffmpeg"}
+# runtime code: what requirements.txt alone must run (the demo, tests, benchmarks and gpu_check need the dev file)
+RUNTIME = ["kvq", "models", "datasets", "train.py", "train_ddp.py", "test.py", "SlowFast_features.py",
+           "metric_score.py", "scripts/run_splits.py", "scripts/convert_annotations.py", "scripts/check_reference.py"]
+
+
+def pins(name: str) -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in (ROOT / name).read_text().splitlines()]
+    return dict(line.split("==") for line in lines if line and not line.startswith("-r"))
+
+
+def test_requirements_are_pinned_and_split() -> None:
+    runtime, dev = pins("requirements.txt"), pins("requirements-dev.txt")
+    assert (ROOT / "requirements-dev.txt").read_text().splitlines()[0] == "-r requirements.txt"
+    assert set(dev) == set(DEV_ONLY) and not set(runtime) & set(dev)
+    assert all(v and "*" not in v for v in [*runtime.values(), *dev.values()])
+
+
+def test_runtime_code_imports_no_dev_only_package() -> None:
+    files = [f for r in RUNTIME for f in ((ROOT / r).rglob("*.py") if (ROOT / r).is_dir() else [ROOT / r])]
+    files = [f for f in files if "demo" not in f.relative_to(ROOT).parts]  # kvq/demo: the demo's own code
+    pattern = re.compile(r"^\s*(?:import|from)\s+(%s)\b" % "|".join(DEV_ONLY.values()), re.M)
+    found = [f"{f.relative_to(ROOT)}: {m}" for f in files for m in pattern.findall(f.read_text())]
+    assert found == []
+
+
+def test_make_installs_both_requirement_files_and_the_project() -> None:
+    """make test / make demo (the README's two commands) set the venv up through one rule that
+    installs requirements-dev.txt and the project (editable, no dependencies: pyproject.toml has none)."""
+    text = (ROOT / "Makefile").read_text()
+    rule = re.search(r"^\$\(STAMP\):(.*)\n((?:\t.*\n)+)", text, re.M)
+    assert rule and {"requirements.txt", "requirements-dev.txt", "pyproject.toml"} <= set(rule.group(1).split())
+    assert "-r requirements-dev.txt" in rule.group(2) and "--no-deps -e ." in rule.group(2)
+    for target in ("test", "demo"):
+        assert re.search(rf"^{target}: \$\(STAMP\)", text, re.M)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert "dependencies" not in pyproject
+    assert all(f'"{p}"' in pyproject for p in ("kvq", "models", "datasets"))

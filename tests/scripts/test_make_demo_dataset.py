@@ -195,7 +195,7 @@ def test_kvq_layout_writes_the_release_names(built: Path, tmp_path: Path) -> Non
 
 
 def test_converted_ksvqe_lists_equal_the_demo_lists(built: Path, tmp_path: Path) -> None:
-    """scripts/convert_annotations.py --output-format ksvqe on the demo's csvs gives its KSVQE lists:
+    """scripts/convert_annotations.py --output_format ksvqe on the demo's csvs gives its KSVQE lists:
     the same dis_label and the same groups (cls_label numbers them in file order)."""
     from datasets.converters import convert, write_ksvqe_list
 

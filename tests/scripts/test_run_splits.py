@@ -45,7 +45,7 @@ def write_config(tmp_path: Path, data: Path, anno: str = "pool.csv", **top) -> P
 
 def run(cfg: Path, out: Path, *extra: str) -> int:
     return load_script().main(["-o", str(cfg), "--gpu_id", "cpu", "--no_progress", "--splits", "2",
-                               "--val-frac", "0.25", "--test-frac", "0.25", "--seed", "1", "--out", str(out), *extra])
+                               "--val_frac", "0.25", "--test_frac", "0.25", "--seed", "1", "--out", str(out), *extra])
 
 
 def test_two_splits_then_resume(data: Path, tmp_path: Path, monkeypatch, capsys) -> None:
@@ -133,10 +133,10 @@ def test_pool_needs_one_prefix_and_labels(data: Path, tmp_path: Path) -> None:
 
 def test_parts_too_small(data: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path, data)
-    for extra, message in ((["--group-by", "none"], "fewer than 3 videos"), ([], "4 groups are too few")):
+    for extra, message in ((["--group_by", "none"], "fewer than 3 videos"), ([], "4 groups are too few")):
         with pytest.raises(nsplit.SplitsError, match=message):
-            load_script().main(["-o", str(cfg), "--gpu_id", "cpu", "--splits", "1", "--val-frac", "0.1",
-                                "--test-frac", "0.25", "--out", str(tmp_path / "o"), *extra])
+            load_script().main(["-o", str(cfg), "--gpu_id", "cpu", "--splits", "1", "--val_frac", "0.1",
+                                "--test_frac", "0.25", "--out", str(tmp_path / "o"), *extra])
 
 
 def test_torchrun_two_processes(data: Path, tmp_path: Path) -> None:
@@ -149,7 +149,7 @@ def test_torchrun_two_processes(data: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29527",
                            str(ROOT / "scripts" / "run_splits.py"), "-o", str(cfg), "--gpu_id", "cpu", "--no_progress",
-                           "--splits", "1", "--val-frac", "0.25", "--test-frac", "0.25", "--out", str(out)],
+                           "--splits", "1", "--val_frac", "0.25", "--test_frac", "0.25", "--out", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "split_00" / "result.json").read_text())
@@ -195,7 +195,7 @@ def test_walkthrough_on_a_tiny_demo_build(tmp_path: Path, capsys) -> None:
             "num_epochs=2", "num_workers=0"]
     out = tmp_path / "splits"
     args = ["-o", str(ROOT / "config" / "demo_splits.yml"), "--gpu_id", "cpu", "--no_progress", "--splits", "2",
-            "--val-frac", "0.34", "--test-frac", "0.33", "--out", str(out)]
+            "--val_frac", "0.34", "--test_frac", "0.33", "--out", str(out)]
     assert load_script().main(args + [a for s in sets for a in ("--set", s)]) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["split"] for r in rows[:2]] == ["0", "1"]

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks (benchmarks/run.py is the command)."""

@@ -1,0 +1,1 @@
+"""One module per benchmark section; benchmarks/run.py runs them."""
