@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -116,10 +117,11 @@ def _int(text: str, what: str, path: Path, line: int) -> int:
 
 
 def read_annotations(path: str | Path, data_prefix: str | Path = "", fmt: str = "auto",
-                     check_files: bool = True) -> list[VideoRecord]:
+                     check_files: bool = True, allow_repeats: bool = False) -> list[VideoRecord]:
     """Parse an annotation file into records (annotation order).
 
-    Raises AnnotationError for malformed lines, bad scores, duplicates and (with
+    Raises AnnotationError for malformed lines, bad scores, a file named twice (also as another
+    spelling of the same path, `v0.mp4` and `./v0.mp4`; unless `allow_repeats`) and (with
     `check_files`) video files that do not exist, all missing files listed in one message.
     """
     path = Path(path)
@@ -166,12 +168,14 @@ def read_annotations(path: str | Path, data_prefix: str | Path = "", fmt: str = 
     seen: dict[str, int] = {}
     dups = []
     for r in records:
-        if r.video_name in seen:
-            dups.append(f"'{r.video_name}' on lines {seen[r.video_name]} and {r.line}")
-        seen.setdefault(r.video_name, r.line)
-    if dups:
+        key = os.path.normpath(r.video_name)
+        if key in seen:
+            dups.append(f"'{r.video_name}' on lines {seen[key]} and {r.line}")
+        seen.setdefault(key, r.line)
+    if dups and not allow_repeats:
         raise AnnotationError(f"{path}: duplicate file names: " + "; ".join(dups[:20])
-                              + (f" (and {len(dups) - 20} more)" if len(dups) > 20 else ""))
+                              + (f" (and {len(dups) - 20} more)" if len(dups) > 20 else "")
+                              + "; remove the repeats, or set allow_repeats: true for this list")
     if check_files:
         missing = [f"line {r.line}: {r.path}" for r in records if not Path(r.path).is_file()]
         if missing:

@@ -46,7 +46,8 @@ class VideoQualityDataset(Dataset):
         self.decoder = opt.get("decoder", "decord")
         self.skip_bad_videos = False
         self.records = records if records is not None else read_annotations(
-            opt["anno_file"], opt.get("data_prefix", ""), opt.get("anno_format", "auto"))
+            opt["anno_file"], opt.get("data_prefix", ""), opt.get("anno_format", "auto"),
+            allow_repeats=opt.get("allow_repeats", False))
 
     @classmethod
     def view_options(cls, view_name: str) -> set[str]:

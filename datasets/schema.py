@@ -44,6 +44,9 @@ DATA_ARGS = mapping(
         "anno_format": string("auto", "auto | kvq_csv | ksvqe | dover | unlabeled", nullable=False,
                               choices=["auto", "kvq_csv", "ksvqe", "dover", "unlabeled"]),
         "data_prefix": string("", "folder the annotation's file names are relative to", nullable=False),
+        "allow_repeats": boolean(False, "a video may be listed more than once in this annotation file (e.g. "
+                                 "oversampling); otherwise a repeat is an error naming both lines (a video in two "
+                                 "splits is always an error)"),
         "data_prefix_3D": string(None, "SimpleVQA: folder of cached SlowFast features (<video_name>/...); "
                                  "null: none (for a backbone with motion_channels: 0)"),
         "feature_type": string("SlowFast", "SimpleVQA: Slow (2048) | Fast (256) | SlowFast (2304)",

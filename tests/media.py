@@ -17,24 +17,28 @@ SOURCES = ("testsrc2", "mandelbrot", "testsrc", "rgbtestsrc", "smptebars", "life
 
 
 def make_tiny_dataset(root: Path, n: int = 6, frames: int = 20, features: bool = True) -> Path:
-    """n small videos with labels 1..4 (train.csv, val.csv, unlabeled.csv, ksvqe.txt) and random
-    SlowFast feature files, for end-to-end tests."""
+    """2n small videos with labels 1..4 and random SlowFast feature files, for end-to-end tests:
+    train.csv and ksvqe.txt list v0..v<n-1>; val.csv and val_ksvqe.txt other videos w0..w<n-1>
+    (labels reversed), unlabeled.csv every other w video (no video of train is in val or test)."""
     import numpy as np
 
     from datasets.features import write_random_features
 
     rng = np.random.default_rng(0)
-    rows = []
+    rows, val_rows = [], []
     for i in range(n):
-        name = f"v{i}.mp4"
-        make_video(root / name, size="64x96", frames=frames, source=SOURCES[i % len(SOURCES)])
-        if features:
-            write_random_features(root / "feat", [name], rng)
-        rows.append((name, 1 + 3 * i / max(n - 1, 1)))
+        label = 1 + 3 * i / max(n - 1, 1)
+        for prefix, count, out in (("v", frames, rows), ("w", frames + 2, val_rows)):
+            name = f"{prefix}{i}.mp4"
+            make_video(root / name, size="64x96", frames=count, source=SOURCES[i % len(SOURCES)])
+            if features:
+                write_random_features(root / "feat", [name], rng)
+            out.append((name, label))
     (root / "train.csv").write_text("filename,score\n" + "".join(f"{a},{b:.3f}\n" for a, b in rows))
-    (root / "val.csv").write_text("filename,score\n" + "".join(f"{a},{b:.3f}\n" for a, b in rows[::-1]))
-    (root / "unlabeled.csv").write_text("filename\n" + "".join(f"{a}\n" for a, _ in rows[::2]))
+    (root / "val.csv").write_text("filename,score\n" + "".join(f"{a},{b:.3f}\n" for a, b in val_rows[::-1]))
+    (root / "unlabeled.csv").write_text("filename\n" + "".join(f"{a}\n" for a, _ in val_rows[::2]))
     (root / "ksvqe.txt").write_text("".join(f"{a},0,{i % 3},{b:.3f}\n" for i, (a, b) in enumerate(rows)))
+    (root / "val_ksvqe.txt").write_text("".join(f"{a},0,{i % 3},{b:.3f}\n" for i, (a, b) in enumerate(val_rows)))
     return root
 
 
@@ -68,6 +72,7 @@ def ksvqe_config(root: Path, epochs: int = 1, **top) -> dict:
                 "CLIP_location": 8, "cls_use": True, "tuning_stage": 1, "a1": 1, "a2": 2, "frozen_stages": -1}
     return {"name": "tinyKSVQE", "num_epochs": epochs, "warmup_epochs": 0, "batch_size": 2, "num_workers": 0,
             "ema": False, **top,
-            "data": {"train": split("train", 1), "val": split("test", 2), "test": split("test", 2, "unlabeled.csv")},
+            "data": {"train": split("train", 1), "val": split("test", 2, "val_ksvqe.txt"),
+                     "test": split("test", 2, "unlabeled.csv")},
             "model": {"type": "KSVQE", "args": {"KSVQE": {"backbone": backbone, "head": {}}}},
             "optimizer": {"lr": 1e-4}, "loss": {"plcc": 1.0, "contrastive": 0.3}}

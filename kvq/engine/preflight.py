@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import shlex
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from kvq.core.errors import ConfigError
 
@@ -61,7 +61,8 @@ def split_problems(cfg: Mapping[str, Any], split: str, labels: str) -> tuple[lis
     args = spec["args"]
     where = f"data.{split} ({args['anno_file']})"
     try:
-        records = read_annotations(args["anno_file"], args["data_prefix"], args["anno_format"], check_files=False)
+        records = read_annotations(args["anno_file"], args["data_prefix"], args["anno_format"], check_files=False,
+                                   allow_repeats=args["allow_repeats"])
     except AnnotationError as e:
         return [f"{where}: {e}"], []
     unlabeled = [r for r in records if r.label is None]
@@ -87,6 +88,30 @@ def split_problems(cfg: Mapping[str, Any], split: str, labels: str) -> tuple[lis
                 " (with the flags the other splits' features were made with, e.g. --no_pretrained)")
         (warnings if labels == "optional" and len(lacking) < len(records) else problems).append(text)
     return problems, warnings
+
+
+def duplicate_problems(cfg: Mapping[str, Any], splits: Sequence[str], against: Optional[str] = None,
+                       labelled_only: bool = False) -> list[str]:
+    """The same video twice (`datasets.protocol.duplicate_videos`): within one of `splits` (unless
+    its allow_repeats), or in two of them (with `against`, only pairs with that split, e.g. 'train');
+    labelled_only: unlabelled lists left out (run_splits does not pool them). Lists that cannot be
+    read are reported by `split_problems`."""
+    from datasets.annotations import AnnotationError, read_annotations
+    from datasets.protocol import duplicate_videos, protocol_problem
+
+    lists = {}
+    for split in (s for s in splits if s in cfg["data"]):
+        args = cfg["data"][split]["args"]
+        try:
+            records = read_annotations(args["anno_file"], args["data_prefix"], args["anno_format"],
+                                       check_files=False, allow_repeats=True)
+        except AnnotationError:
+            continue
+        if not (labelled_only and any(r.label is None for r in records)):
+            lists[f"data.{split}"] = (args["anno_file"], records)
+    allowed = [f"data.{s}" for s in splits if s in cfg["data"] and cfg["data"][s]["args"]["allow_repeats"]]
+    pairs = duplicate_videos(lists, allowed, f"data.{against}" if against else None)
+    return [protocol_problem(pairs)] if pairs else []
 
 
 def weight_problems(cfg: Mapping[str, Any]) -> list[str]:
@@ -149,6 +174,7 @@ def check_training(cfg: Mapping[str, Any], dist_info: Any = None) -> None:
         if split in cfg["data"]:
             p, w = split_problems(cfg, split, "required")
             problems, warnings = problems + p, warnings + w
+    problems += duplicate_problems(cfg, ("train", "val", "test"), against="train")
     problems += weight_problems(cfg)
     problems += checkpoint_problem(cfg["load_path"], "load_path",
                                    "put the checkpoint there (docs/weights.md), or set load_path to null "
@@ -159,6 +185,7 @@ def check_training(cfg: Mapping[str, Any], dist_info: Any = None) -> None:
 def check_scoring(cfg: Mapping[str, Any], split: str, checkpoint: str) -> None:
     """test.py on an annotation file: data.<split> (labels optional), the weights, the checkpoint."""
     problems, warnings = split_problems(cfg, split, "optional")
+    problems += duplicate_problems(cfg, (split,))
     problems += weight_problems(cfg)
     problems += checkpoint_problem(checkpoint, "checkpoint",
                                    "train one first (python train.py -o CONFIG), or pass --checkpoint PATH")
@@ -172,6 +199,7 @@ def check_pool(cfg: Mapping[str, Any], dist_info: Any = None) -> None:
         if split in cfg["data"]:
             p, w = split_problems(cfg, split, "pooled")
             problems, warnings = problems + p, warnings + w
+    problems += duplicate_problems(cfg, ("train", "val", "test"), labelled_only=True)
     problems += weight_problems(cfg)
     problems += checkpoint_problem(cfg["load_path"], "load_path", "put the checkpoint there, or --set load_path=null")
     _finish(cfg, problems, warnings, dist_info)

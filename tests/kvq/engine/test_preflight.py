@@ -20,12 +20,13 @@ from tests.media import make_video, simplevqa_config
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """6 videos: train.csv v0-v2 (features made), val.csv v3-v5 (features not made), test.csv
-    v3-v5 unlabeled."""
+    """9 videos: train.csv v0-v2 (features made), val.csv v3-v5 (features not made), test.csv
+    v3-v5 unlabeled, val_ok.csv v6-v8 (features made)."""
     root = tmp_path_factory.mktemp("pre")
-    for i in range(6):
-        make_video(root / f"v{i}.mp4", size="64x96", frames=12)
-    write_random_features(root / "feat" / "kvq", [f"v{i}.mp4" for i in range(3)], np.random.default_rng(0))
+    for i in range(9):
+        make_video(root / f"v{i}.mp4", size="64x96", frames=12 + i)  # distinct videos (same content = same video)
+    write_random_features(root / "feat" / "kvq", [f"v{i}.mp4" for i in (0, 1, 2, 6, 7, 8)], np.random.default_rng(0))
+    (root / "val_ok.csv").write_text("filename,score\n" + "".join(f"v{i}.mp4,{i - 5}\n" for i in range(6, 9)))
     (root / "train.csv").write_text("filename,score\n" + "".join(f"v{i}.mp4,{1 + i}\n" for i in range(3)))
     (root / "val.csv").write_text("filename,score\n" + "".join(f"v{i}.mp4,{i - 2}\n" for i in range(3, 6)))
     (root / "test.csv").write_text("filename\n" + "".join(f"v{i}.mp4\n" for i in range(3, 6)))
@@ -107,8 +108,11 @@ def test_pool_checks_the_labelled_lists_only(data: Path, tmp_path: Path) -> None
     with pytest.raises(PreflightError) as err:  # val is pooled and has no features; test.csv is unlabelled
         check_pool(cfg)
     assert "data.val" in str(err.value) and "data.test" not in str(err.value)
-    cfg = load_config(config(data, tmp_path, **{"data.val.args.anno_file": str(data / "train.csv")}))
+    cfg = load_config(config(data, tmp_path, **{"data.val.args.anno_file": str(data / "val_ok.csv")}))
     check_pool(cfg)
+    cfg = load_config(config(data, tmp_path, **{"data.val.args.anno_file": str(data / "train.csv")}))
+    with pytest.raises(PreflightError, match=r"(?s)1 problem.*'v0.mp4' \(data.val: .*is the same video as 'v0.mp4'"):
+        check_pool(cfg)  # a video pooled twice
 
 
 def _rank(rank: int, store: str, data: str, tmp: str, results: str) -> None:
@@ -118,7 +122,7 @@ def _rank(rank: int, store: str, data: str, tmp: str, results: str) -> None:
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:  # rank 1 alone lacks a file (e.g. a node-local copy): both ranks must stop, none may hang
-        anno = "val.csv" if rank == 1 else "train.csv"
+        anno = "val.csv" if rank == 1 else "val_ok.csv"
         cfg = load_config(config(Path(data), Path(tmp) / str(rank),
                                  **{"data.val.args.anno_file": str(Path(data) / anno)}))
         try:
