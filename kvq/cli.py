@@ -24,6 +24,7 @@ EXIT_OK = 0  # everything done
 EXIT_FAILURE = 1  # an unexpected failure (a bug, out of memory, ...): a traceback is printed
 EXIT_USAGE = 2  # bad usage, config, input file, weights or GPU: a message names what is wrong
 EXIT_PARTIAL = 3  # done, but some videos failed (they are listed)
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT): one line says what was kept
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -186,9 +187,25 @@ def is_user_error(error: BaseException) -> bool:
     return isinstance(error, (UserError, FileNotFoundError))
 
 
+_kept_on_interrupt: list[Callable[[], str]] = []
+
+
+def on_interrupt(kept: Callable[[], str]) -> None:
+    """Say what an interruption (Ctrl-C) keeps: `kept()` is called then, and its text ends the one
+    line `run_main` prints (e.g. the last finished epoch's state and how to resume)."""
+    _kept_on_interrupt.append(kept)
+
+
+def _interrupted_line() -> str:
+    kept = [text for text in (f() for f in _kept_on_interrupt) if text]
+    return "interrupted (Ctrl-C); " + ("; ".join(kept) if kept else
+                                       "nothing was written (files are written whole or not at all)")
+
+
 def run_main(main: Callable[[Sequence[str] | None], int], fast_exit: bool = False) -> None:
     """Run a CLI main and exit with its status; user errors (`is_user_error`) end with a message
-    and exit 2, anything else with a traceback and exit 1.
+    and exit 2, Ctrl-C with one line saying what was kept (`on_interrupt`) and exit 130, anything
+    else with a traceback and exit 1.
 
     fast_exit: once main has returned, flush the logs and standard streams and end the process
     with `os._exit`, skipping the interpreter's teardown of torch's modules (about 1 s on a 2-core
@@ -196,12 +213,15 @@ def run_main(main: Callable[[Sequence[str] | None], int], fast_exit: bool = Fals
     worker processes or threads left."""
     try:
         status = main(None)
+    except KeyboardInterrupt:
+        logging.getLogger("kvq").error("%s", _interrupted_line())
+        status = EXIT_INTERRUPTED
     except Exception as e:
         if not is_user_error(e):
             raise
         logging.getLogger("kvq").error("error: %s", e)
         status = EXIT_USAGE
-    if fast_exit:
+    if fast_exit or status == EXIT_INTERRUPTED:  # no teardown waits on interrupted workers
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

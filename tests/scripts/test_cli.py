@@ -335,3 +335,21 @@ def test_slowfast_features_with_a_missing_gpu_exits_2(monkeypatch, tmp_path: Pat
     assert e.value.code == cli.EXIT_USAGE
     assert "--gpu_id 7" in caplog.text and "0 visible GPU" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("note", [None, "kept: checkpoint/x_last.pth (resume with --resume_from)"])
+def test_ctrl_c_exits_130_with_one_line_saying_what_was_kept(note, tmp_path: Path) -> None:
+    """Ctrl-C (KeyboardInterrupt, SIGINT) anywhere in a command: no traceback, exit 130, one line."""
+    code = ("import logging, os, signal; from kvq import cli\n"
+            "def main(argv):\n"
+            "    cli.setup_logging()\n"
+            + (f"    cli.on_interrupt(lambda: {note!r})\n" if note else "")
+            + "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    return 0\n"
+            "cli.run_main(main)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == cli.EXIT_INTERRUPTED == 130
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted (Ctrl-C)" in lines[0]
+    assert (note or "nothing was written") in lines[0]
