@@ -28,7 +28,8 @@ def make_tiny_dataset(root: Path, n: int = 6, frames: int = 20, features: bool =
     rows, val_rows = [], []
     for i in range(n):
         label = 1 + 3 * i / max(n - 1, 1)
-        for prefix, count, out in (("v", frames, rows), ("w", frames + 2, val_rows)):
+        lap = 4 * (i // len(SOURCES))  # more videos than sources: longer clips, so that no two are equal
+        for prefix, count, out in (("v", frames + lap, rows), ("w", frames + lap + 2, val_rows)):
             name = f"{prefix}{i}.mp4"
             make_video(root / name, size="64x96", frames=count, source=SOURCES[i % len(SOURCES)])
             if features:

@@ -22,7 +22,7 @@ def test_unlabeled_split_writes_every_video_in_order(trained, tmp_path: Path) ->
     assert test_script.main(["-o", str(cfg), "--checkpoint", str(ckpt), "--output", str(out), "--no_progress"]) == 0
     rows = read_csv(out)
     assert rows[0] == ["filename", "score"]
-    assert [r[0] for r in rows[1:]] == ["v0.mp4", "v2.mp4", "v4.mp4"]
+    assert [r[0] for r in rows[1:]] == ["w0.mp4", "w2.mp4", "w4.mp4"]
     assert all(float(r[1]) == float(r[1]) for r in rows[1:])
 
 
