@@ -90,19 +90,29 @@ class FrameCount(NamedTuple):
 
 def count_frames(container: Any, stream: Any) -> FrameCount:
     """`FrameCount` of `stream` from one demuxing pass (no decoding; about 3 ms on a 10 s
-    540x960 H.264 clip)."""
-    present = frames = 0
+    540x960 H.264 clip); a last packet cut short is not counted (see `frame_packets`)."""
+    present = frames = cut = 0
     for p in container.demux(stream):
-        if not p.is_corrupt and (p.size > 0 or p.pts is not None):  # not the demuxer's final flush packet
+        if p.size > 0 or p.pts is not None:  # not the demuxer's final flush packet
             present += 1
-            frames += p.size > 0
-    return FrameCount(max(0, int(stream.frames or 0)), present, frames)
+            if p.size > 0:
+                frames += 1
+                cut = int(p.is_corrupt)
+    return FrameCount(max(0, int(stream.frames or 0)), present - cut, frames - cut)
 
 
 def frame_packets(container: Any, stream: Any) -> Iterator[Any]:
-    """The packets of `stream` that hold a frame, in decode order: not empty, and wholly in the file
-    (not flagged corrupt: FFmpeg flags the packet cut short at the end of a truncated file)."""
-    return (p for p in container.demux(stream) if p.size > 0 and not p.is_corrupt)
+    """The packets of `stream` that hold a frame (not empty), in decode order; the last one only
+    when it is wholly in the file (not flagged corrupt: FFmpeg flags the packet a truncated file
+    cuts short; corrupt packets elsewhere, e.g. MPEG-TS continuity errors, are decoded as before)."""
+    held = None
+    for packet in container.demux(stream):
+        if packet.size > 0:
+            if held is not None:
+                yield held
+            held = packet
+    if held is not None and not held.is_corrupt:
+        yield held
 
 
 def decoded_frames(container: Any, stream: Any, plan: Optional[PacketPlan]) -> Iterator[tuple[int, Any]]:

@@ -143,3 +143,22 @@ def test_rotated_sparse_frames_agree(landscape: Path) -> None:
     v = rotated(landscape, 90)
     unique = np.array([1, 9, 17, 23])
     np.testing.assert_array_equal(DecordReader(str(v)).read_seeking(unique), decode_sequential(str(v), unique, 24))
+
+
+def test_only_a_last_packet_cut_short_is_left_out() -> None:
+    """A corrupt-flagged last packet is the one a cut file ends in: not counted, not decoded;
+    corrupt packets before it are counted and decoded (the decoder conceals what it can)."""
+    from types import SimpleNamespace
+
+    from datasets.frame_plan import count_frames, frame_packets
+
+    def container(*corrupt: bool) -> SimpleNamespace:
+        packets = [SimpleNamespace(size=10, pts=i, is_corrupt=c) for i, c in enumerate(corrupt)]
+        flush = SimpleNamespace(size=0, pts=None, is_corrupt=False)
+        return SimpleNamespace(demux=lambda stream: iter(packets + [flush]))
+
+    stream = SimpleNamespace(frames=3)
+    assert count_frames(container(False, True, False), stream) == FrameCount(3, 3, 3)
+    assert count_frames(container(False, False, True), stream) == FrameCount(3, 2, 2)
+    assert [p.pts for p in frame_packets(container(False, True, False), stream)] == [0, 1, 2]
+    assert [p.pts for p in frame_packets(container(False, False, True), stream)] == [0, 1]
