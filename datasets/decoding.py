@@ -16,6 +16,12 @@ file; nothing is padded with zeros or silently dropped. A still image (PNG, JPEG
 file name) is not a video: FFmpeg opens it with an image demuxer (`image2` or `*_pipe`, e.g.
 `png_pipe`), which is refused; a one-frame video in a video container is accepted.
 
+Truncation: when a video is opened its packets are counted by demuxing (`count_frames`, a few ms);
+one whose file holds fewer frames than its container declares (beyond `TRUNCATION_TOLERANCE`) is a
+`TruncatedVideoError` ("decoded N of M frames"), unless `allow_truncated`: then its N frames are
+read. Rotation: frames are as a player shows them, the display matrix applied (`frame_rgb`; decord
+0.6.0 applies it itself, the same frames as FFmpeg's autorotation).
+
 The decoders' own messages (FFmpeg's "[mov,mp4,...] moov atom not found", decord's "ERROR opening")
 stay off stderr unless `set_decoder_verbosity(True)` (the CLIs' -v): the failure is reported once,
 in the VideoDecodeError.
@@ -26,14 +32,18 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.dlpack import from_dlpack
 
-from datasets.frame_plan import choose_strategy, decoded_frames, demux_plan, unique_frames
+from datasets.frame_plan import (FrameCount, choose_strategy, count_frames, decoded_frames, demux_plan,
+                                 unique_frames)
 from kvq.core.errors import UserError
+
+if TYPE_CHECKING:
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,10 @@ class VideoDecodeError(UserError, RuntimeError):
 
 class NotAVideoError(VideoDecodeError):
     """A file that decodes, but as a still image."""
+
+
+class TruncatedVideoError(VideoDecodeError):
+    """A video whose file holds fewer frames than its container declares (cut short)."""
 
 
 _verbose = False  # inherited by forked data-loader workers
@@ -94,6 +108,14 @@ def decoder_threads() -> int:
     return max(1, torch.get_num_threads())
 
 
+def frame_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded PyAV frame as a player shows it: uint8 [H, W, 3] RGB turned by its display
+    rotation (counter-clockwise, rounded to quarter turns; a view, not a copy, when turned)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round(frame.rotation / 90) % 4
+    return np.rot90(rgb, turns) if turns else rgb
+
+
 def decode_sequential(path: str, unique: np.ndarray, num_frames: int) -> np.ndarray:
     """Sorted distinct frames -> uint8 [U, H, W, 3] RGB: one PyAV decoding pass up to the last
     one (FFmpeg threads: `decoder_threads`), keeping the requested frames, each converted to RGB
@@ -122,7 +144,7 @@ def decode_sequential(path: str, unique: np.ndarray, num_frames: int) -> np.ndar
                     previous = k
                     i = int(np.searchsorted(unique, k))
                     if i < len(unique) and unique[i] == k:
-                        rgb = frame.to_ndarray(format="rgb24")
+                        rgb = frame_rgb(frame)
                         if out is None:
                             out = np.empty((len(unique), *rgb.shape), dtype=np.uint8)
                         out[i] = rgb
@@ -143,8 +165,9 @@ def decode_sequential(path: str, unique: np.ndarray, num_frames: int) -> np.ndar
 
 
 def iter_frames(path: str) -> Iterator[np.ndarray]:
-    """Every frame in display order, uint8 [H, W, 3] RGB, from one PyAV decoding pass (FFmpeg
-    threads: `decoder_threads`); a `VideoDecodeError` when decoding fails part-way."""
+    """Every frame in display order, uint8 [H, W, 3] RGB as shown (`frame_rgb`), from one PyAV
+    decoding pass (FFmpeg threads: `decoder_threads`); a `VideoDecodeError` when decoding fails
+    part-way. No truncation check: open a `VideoReader` first."""
     import av
 
     try:
@@ -153,7 +176,7 @@ def iter_frames(path: str) -> Iterator[np.ndarray]:
             stream.thread_type = "AUTO"
             stream.thread_count = decoder_threads()
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield np.ascontiguousarray(frame_rgb(frame))
     except Exception as e:
         raise VideoDecodeError(f"{path}: PyAV failed while decoding: {e}") from e
 
@@ -164,6 +187,17 @@ def _check_file(path: str) -> None:
         raise VideoDecodeError(f"{path}: no such file")
     if p.stat().st_size == 0:
         raise VideoDecodeError(f"{path}: the file is empty (0 bytes)")
+
+
+def probe_frames(path: str) -> FrameCount:
+    """`count_frames` of the first video stream of `path`, opened with PyAV."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            return count_frames(container, container.streams.video[0])
+    except Exception as e:
+        raise VideoDecodeError(f"{path}: PyAV cannot count its frames: {e}") from e
 
 
 class _Reader:
@@ -224,7 +258,7 @@ class DecordReader(_Reader):
 
 
 class PyAVReader(_Reader):
-    """PyAV reader: counts frames by demuxing, then decodes once, keeping requested frames."""
+    """PyAV reader: counts frames by demuxing (`count`), then decodes once, keeping requested frames."""
 
     name = "pyav"
 
@@ -241,7 +275,8 @@ class PyAVReader(_Reader):
                     raise VideoDecodeError(f"{path}: the file has no video stream")
                 stream = container.streams.video[0]
                 self._fps = float(stream.average_rate or 0.0)
-                self.num_frames = sum(1 for p in container.demux(stream) if p.size > 0)
+                self.count = count_frames(container, stream)
+                self.num_frames = self.count.frames
         except VideoDecodeError:
             raise
         except Exception as e:  # av.error.* for invalid data
@@ -264,16 +299,30 @@ class VideoReader:
     """The primary reader, switching to the other one when opening or decoding fails.
 
     num_frames, fps(), read_unique(indices) -> (distinct frames uint8 [U, H, W, 3] RGB, inverse [T]),
-    read(indices) -> uint8 [T, H, W, 3] RGB.
+    read(indices) -> uint8 [T, H, W, 3] RGB. A `TruncatedVideoError` when the file holds fewer
+    frames than its container declares, unless allow_truncated (then the frames it holds are read).
     """
 
-    def __init__(self, path: str, primary: str = "decord") -> None:
+    def __init__(self, path: str, primary: str = "decord", allow_truncated: bool = False) -> None:
         _check_file(path)
         self.path = path
         self._order = [primary] + [n for n in READERS if n != primary]
         self._errors: list[str] = []
         self._reader = self._next_reader()
-        self.num_frames = self._reader.num_frames
+        count = self._reader.count if isinstance(self._reader, PyAVReader) else probe_frames(path)
+        if count.truncated:
+            message = f"{path}: truncated: decoded {count.frames} of {count.declared} frames"
+            if not allow_truncated:
+                raise TruncatedVideoError(f"{message} (allow_truncated: true scores the frames it holds)")
+            log.warning("%s; reading those (allow_truncated)", message)
+        self._limit = count.frames
+        self.num_frames = self._frames(self._reader)
+        if self.num_frames <= 0:
+            raise VideoDecodeError(f"{path}: no video frames")
+
+    def _frames(self, reader: DecordReader | PyAVReader) -> int:
+        """The frames `reader` reads: its count, at most those wholly in the file."""
+        return min(reader.num_frames, self._limit)
 
     def _next_reader(self) -> DecordReader | PyAVReader:
         while self._order:
@@ -298,10 +347,10 @@ class VideoReader:
         """Decode each distinct frame of `indices` [T] once: (frames [U, H, W, 3] in frame order,
         inverse [T]); frames[inverse] are the requested frames."""
         while True:
-            if self._reader.num_frames != self.num_frames:
+            if self._frames(self._reader) != self.num_frames:
                 log.warning("%s: %s counts %d frames, not %d; indices past the end use the last frame",
-                            self.path, self._reader.name, self._reader.num_frames, self.num_frames)
-                indices = np.minimum(np.asarray(indices), self._reader.num_frames - 1)
+                            self.path, self._reader.name, self._frames(self._reader), self.num_frames)
+                indices = np.minimum(np.asarray(indices), self._frames(self._reader) - 1)
             unique, inverse = unique_frames(indices)
             try:
                 return self._reader.read_unique(unique), inverse
@@ -311,13 +360,14 @@ class VideoReader:
                 self._reader = self._next_reader()
 
 
-def read_frames(path: str, indices_fn: Callable[[int], np.ndarray], primary: str = "decord"
-                ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Decode the frames that `indices_fn(num_frames)` asks for, each distinct frame once.
+def read_frames(path: str, indices_fn: Callable[[int], np.ndarray], primary: str = "decord",
+                allow_truncated: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """Decode the frames that `indices_fn(num_frames)` asks for, each distinct frame once
+    (allow_truncated: see `VideoReader`).
 
     Returns (frames uint8 [U, H, W, 3] RGB, the distinct frames in frame order; inverse int [T]:
     requested frame t is frames[inverse[t]]; num_frames).
     """
-    reader = VideoReader(path, primary)
+    reader = VideoReader(path, primary, allow_truncated)
     frames, inverse = reader.read_unique(np.asarray(indices_fn(reader.num_frames)))
     return frames, inverse, reader.num_frames

@@ -71,6 +71,50 @@ def packet_plan(pts: Sequence[int], keyframe: Sequence[bool], unique: np.ndarray
     return PacketPlan({int(p): int(f) for p, f in zip(pts, frame)}, send, needed)
 
 
+TRUNCATION_TOLERANCE = 0.005  # missing frames (a fraction of those declared, at least 1) not called truncation
+
+
+class FrameCount(NamedTuple):
+    """A video stream's frames: declared by the container (0: it does not say: Matroska, WebM,
+    MPEG-TS), packets wholly present in the file (empty ones included), frames those hold."""
+
+    declared: int
+    present: int
+    frames: int
+
+    @property
+    def truncated(self) -> bool:
+        """More frames missing than `TRUNCATION_TOLERANCE` of those declared (at least 1)."""
+        return self.declared - self.present > max(1, int(TRUNCATION_TOLERANCE * self.declared))
+
+
+def count_frames(container: Any, stream: Any) -> FrameCount:
+    """`FrameCount` of `stream` from one demuxing pass (no decoding; about 3 ms on a 10 s
+    540x960 H.264 clip); a last packet cut short is not counted (see `frame_packets`)."""
+    present = frames = cut = 0
+    for p in container.demux(stream):
+        if p.size > 0 or p.pts is not None:  # not the demuxer's final flush packet
+            present += 1
+            if p.size > 0:
+                frames += 1
+                cut = int(p.is_corrupt)
+    return FrameCount(max(0, int(stream.frames or 0)), present - cut, frames - cut)
+
+
+def frame_packets(container: Any, stream: Any) -> Iterator[Any]:
+    """The packets of `stream` that hold a frame (not empty), in decode order; the last one only
+    when it is wholly in the file (not flagged corrupt: FFmpeg flags the packet a truncated file
+    cuts short; corrupt packets elsewhere, e.g. MPEG-TS continuity errors, are decoded as before)."""
+    held = None
+    for packet in container.demux(stream):
+        if packet.size > 0:
+            if held is not None:
+                yield held
+            held = packet
+    if held is not None and not held.is_corrupt:
+        yield held
+
+
 def decoded_frames(container: Any, stream: Any, plan: Optional[PacketPlan]) -> Iterator[tuple[int, Any]]:
     """(frame number, frame) in output order: with a plan, its packets (H.264/HEVC frames that are
     neither needed nor referenced skipped by FFmpeg's skip_frame NONREF), numbered by pts (-1: a
@@ -79,7 +123,7 @@ def decoded_frames(container: Any, stream: Any, plan: Optional[PacketPlan]) -> I
     skip_nonref = plan is not None and codec.name in NONREF_SKIP_CODECS
     stop = int(np.flatnonzero(plan.send)[-1]) if plan is not None else -1
     k = -1
-    for j, packet in enumerate(p for p in container.demux(stream) if p.size > 0):
+    for j, packet in enumerate(frame_packets(container, stream)):
         if plan is not None:
             if j > stop:
                 break
@@ -100,7 +144,8 @@ def demux_plan(path: str, unique: np.ndarray) -> Optional[PacketPlan]:
     import av
 
     with av.open(path) as container:
-        packets = [(p.pts, p.is_keyframe) for p in container.demux(container.streams.video[0]) if p.size > 0]
+        stream = container.streams.video[0]
+        packets = [(p.pts, p.is_keyframe) for p in frame_packets(container, stream)]
     pts = [p for p, _ in packets]
     if not pts or None in pts or len(set(pts)) < len(pts):
         return None

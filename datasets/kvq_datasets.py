@@ -79,7 +79,8 @@ class VideoQualityDataset(Dataset):
                 per_view[name] = sampler(num_frames, self.train, rng)
             return np.concatenate(list(per_view.values()))
 
-        frames, inverse, num_frames = read_frames(record.path, indices_fn, self.decoder)
+        frames, inverse, num_frames = read_frames(record.path, indices_fn, self.decoder,
+                                                  self.opt.get("allow_truncated", False))
         check_frame_size(record.path, frames.shape[1], frames.shape[2], self.sample_types)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2)  # [3, U, H, W] uint8 (a view, no copy)
         index, start = {}, 0

@@ -59,6 +59,8 @@ DATA_ARGS = mapping(
                                 nullable=False),
         "decoder": string("decord", "primary decoder: decord | pyav (the other one is the fallback)",
                           choices=["decord", "pyav"], nullable=False),
+        "allow_truncated": boolean(False, "score videos that decode to fewer frames than their container "
+                                   "declares (false: such a video is an error, 'decoded N of M frames')"),
         "sample_types": mapping(None, "view name -> view options", each=VIEW),
         "weight": num(0.5, "", deprecated="stored by the reference without effect; ignored"),
         "data_backend": string("disk", "", deprecated="only 'disk' is supported", choices=["disk"]),
