@@ -85,7 +85,7 @@ def print_metrics(preds: "Predictions", calibrated: Optional[list[float]], cfg: 
     """SROCC/PLCC/KROCC/RMSE (and RMSE_calibrated) as text, then as one JSON line (nan -> null)."""
     import numpy as np
 
-    from kvq.eval.metrics import CORRELATIONS, correlation_metrics, metrics_json
+    from kvq.eval.correlations import CORRELATIONS, correlation_metrics, metrics_json
     from kvq.eval.plots import scatter_plot
 
     metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])

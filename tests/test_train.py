@@ -157,7 +157,7 @@ def test_validation_scores_model_and_ema_in_one_pass(data: Path, tmp_path: Path,
     """Each val video decoded once for both models; each model's metrics as predicted alone."""
     from kvq.config import load_config
     from kvq.eval.predict import predict
-    from kvq.eval.metrics import correlation_metrics
+    from kvq.eval.correlations import correlation_metrics
     from kvq.engine.trainer import Trainer, TrainOptions
 
     cfg = load_config(write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, save_model=False)))

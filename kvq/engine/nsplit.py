@@ -36,7 +36,7 @@ from kvq.config import Config, ConfigError, validate
 from kvq.eval.predict import gather_predictions, predict
 from kvq.api.inference import load_model, write_predictions
 from kvq.core.io import atomic_open, atomic_write_text
-from kvq.eval.metrics import CORRELATIONS, correlation_metrics, selection_score
+from kvq.eval.correlations import CORRELATIONS, correlation_metrics, selection_score
 from kvq.eval.plots import splits_box_plot
 from kvq.core.distributed import DistInfo, shard, shared_is_file
 from kvq.engine.trainer import TrainOptions, Trainer

@@ -37,7 +37,7 @@ from kvq.eval.predict import Predictions, clip_inputs, gather_predictions, predi
 from kvq.api.inference import SkipUnreadable, train_scoring_spec
 from kvq.core.io import atomic_torch_save, atomic_write_text
 from kvq.engine.losses import contrastive_loss, plcc_loss, rank_loss
-from kvq.eval.metrics import CORRELATIONS, selection_score, validation_metrics
+from kvq.eval.correlations import CORRELATIONS, selection_score, validation_metrics
 from kvq.engine.optim import build_optimizer
 from kvq.engine.preflight import check_training
 from kvq.eval.plots import curves_plot, scatter_plot
