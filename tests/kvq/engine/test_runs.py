@@ -12,7 +12,7 @@ from kvq.config import ConfigError, load_config
 from kvq.engine.runs import check_output_dir
 from tests.media import make_tiny_dataset, simplevqa_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_shipped_training_configs_have_distinct_names() -> None:
