@@ -12,8 +12,8 @@ from torch.utils.data import Subset
 from datasets import build_dataset
 from datasets.skipping import SkipUnreadable
 from kvq.api.scoring import train_scoring_spec
-from kvq.core.io import atomic_torch_save
 from kvq.core.checkpoint import load_checkpoint_file
+from kvq.core.io import atomic_torch_save
 from kvq.engine.train_state import EMA, MODEL, TAG_NAMES, bare
 from kvq.eval.calibration import CHECKPOINT_KEY, calibration_indices, fit_calibration, mos_range
 from kvq.eval.correlations import CORRELATIONS, selection_score, validation_metrics

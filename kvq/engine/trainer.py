@@ -132,11 +132,10 @@ class Trainer(TrainerCheckpoints, TrainerEvaluation):
         """The train and val sets (each checked for size) and their loaders; undecodable train
         videos skipped with `skip_bad_videos` (`SkipUnreadable`)."""
         data = self.cfg["data"]
-        self.train_set = build_dataset(data["train"])
-        self._check_size("train", self.train_set, 1)
-        if self.cfg["skip_bad_videos"]:
-            self.train_set = SkipUnreadable(self.train_set)
+        train_set = build_dataset(data["train"])
+        self.train_set = SkipUnreadable(train_set) if self.cfg["skip_bad_videos"] else train_set
         self.val_set = build_dataset(data["val"]) if "val" in data else None
+        self._check_size("train", self.train_set, 1)
         if self.val_set is not None:
             self._check_size("val", self.val_set, 3)
         self.generator = torch.Generator()
