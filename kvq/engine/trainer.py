@@ -1,9 +1,10 @@
 """The training engine shared by train.py (DataParallel) and train_ddp.py (DDP).
 
 One epoch = train over the train split (random sampling, EMA updated each step), then
-validate the model and its EMA (tags 'n' and 's', `kvq.engine.train_state`) on the val split, keep a checkpoint of each (config
-`keep`: the best epoch by SROCC + PLCC, or the final epoch's weights), and write a full training
-state for `--resume_from`.
+validate the model and its EMA (tags 'n' and 's': `kvq.engine.train_state`) on the val split,
+keep a checkpoint of each (config `keep`: the best epoch by SROCC + PLCC, or the final epoch's
+weights), and write a full training state for `--resume_from`. Checkpoint files:
+kvq/engine/checkpoints.py; validation and calibration: kvq/engine/evaluation.py.
 """
 from __future__ import annotations
 
