@@ -39,7 +39,7 @@ def format_table(result: dict) -> str:
 
 def result_json(result: dict) -> str:
     """One-line JSON of the five challenge numbers; nan (undefined correlation) becomes null."""
-    from kvq.eval.metrics import metrics_json
+    from kvq.eval.correlations import metrics_json
 
     return metrics_json({k: result[k] for k in RESULT_KEYS})
 
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(log_level(args))
     from kvq.core.io import atomic_write_text
-    from kvq.eval.metrics import ScoringError, score_files
+    from kvq.eval.challenge import ScoringError, score_files
 
     try:
         if args.first.is_dir():

@@ -70,8 +70,8 @@ def scoring_setup(args: argparse.Namespace) -> tuple["Config", str, Any]:
     """(config, checkpoint path, checkpoint content or None when not read yet): the -o config and
     --checkpoint (else its test_load_path); without -o, the config stored in --checkpoint (with
     --set overrides), which is read for it."""
+    from kvq.api.loading import checkpoint_config, checkpoint_for_test
     from kvq.core.checkpoint import load_checkpoint_file
-    from kvq.api.inference import checkpoint_config, checkpoint_for_test
 
     if args.opt is not None:
         cfg = load(args)
@@ -85,7 +85,7 @@ def print_metrics(preds: "Predictions", calibrated: Optional[list[float]], cfg: 
     """SROCC/PLCC/KROCC/RMSE (and RMSE_calibrated) as text, then as one JSON line (nan -> null)."""
     import numpy as np
 
-    from kvq.eval.metrics import CORRELATIONS, correlation_metrics, metrics_json
+    from kvq.eval.correlations import CORRELATIONS, correlation_metrics, metrics_json
     from kvq.eval.plots import scatter_plot
 
     metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
@@ -104,39 +104,30 @@ def print_metrics(preds: "Predictions", calibrated: Optional[list[float]], cfg: 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(log_level(args))
-    from torch.utils.data import DataLoader
-
-    from datasets import build_dataset, collate
-    from kvq.eval.calibration import checkpoint_calibration
-    from kvq.core.checkpoint import load_checkpoint_file
+    from kvq.api.scorer import Scorer
+    from kvq.api.scoring import scoring_split
+    from kvq.api.videos import expand_videos
     from kvq.core.device import select_devices
-    from kvq.eval.predict import predict
-    from kvq.api.inference import (SkipUnreadable, SlowFastOptions, expand_videos, load_model, score_videos, scoring_spec,
-                               video_records, write_errors, write_predictions)
     from kvq.engine.preflight import check_scoring
+    from kvq.eval.predictions import write_errors, write_predictions
+    from kvq.features.scored_files import SlowFastOptions
 
     cfg, checkpoint, obj = scoring_setup(args)
-    split, spec = scoring_spec(cfg, args.split)
+    split = scoring_split(cfg, args.split)
     device, _ = select_devices(args.gpu_id)
     if not args.videos:  # every file the annotation mode reads is on disk, before any work
         check_scoring(cfg, split, checkpoint)
-    obj = load_checkpoint_file(checkpoint) if obj is None else obj
-    model = load_model(cfg, checkpoint, device, obj)
-    calibration = checkpoint_calibration(obj, checkpoint) if args.videos or args.calibrated else None
+    slowfast = SlowFastOptions(not args.slowfast_random, args.slowfast_weights, args.slowfast_seed, args.features)
+    scorer = Scorer(cfg, checkpoint, device, split, obj, slowfast, calibrated=bool(args.videos or args.calibrated))
     num_workers = cfg["num_workers"] if args.num_workers is None else args.num_workers
-    errors: list[tuple[str, str]] = []
+    progress = not args.no_progress
     if args.videos:
-        paths, errors = expand_videos(args.videos)
-        slowfast = SlowFastOptions(not args.slowfast_random, args.slowfast_weights, args.slowfast_seed, args.features)
-        preds, unreadable = score_videos(model, video_records(paths), spec, slowfast, device, cfg["amp"],
-                                         num_workers=num_workers, progress=not args.no_progress)
-        errors += unreadable
+        paths, missing = expand_videos(args.videos)
+        preds, unreadable = scorer.predict_files(paths, num_workers=num_workers, progress=progress)
+        errors = missing + unreadable
     else:
-        loader = DataLoader(SkipUnreadable(build_dataset(spec)), batch_size=1, shuffle=False, collate_fn=collate,
-                            num_workers=num_workers)
-        preds = predict(model, loader, device, cfg["amp"], desc="score", progress=not args.no_progress,
-                        errors=errors)
-    calibrated = calibration.apply(preds.scores).tolist() if calibration else None
+        preds, errors = scorer.predict_annotations(num_workers, progress)
+    calibrated = scorer.calibration.apply(preds.scores).tolist() if scorer.calibration else None
     out = write_predictions(args.output, preds.names, preds.scores, calibrated)
     log.info("wrote %d predictions to %s", len(preds.names), out)
     if preds.has_labels and len(preds.scores) >= 3:

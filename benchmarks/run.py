@@ -124,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from benchmarks.sections.train import bench_train
     from benchmarks.sections.views import bench_views
     from datasets.features import write_random_features
-    from kvq.api.inference import expand_videos
+    from kvq.api.videos import expand_videos
     from kvq.core.io import atomic_write_text
 
     only = [s.strip() for s in args.only.split(",") if s.strip()]

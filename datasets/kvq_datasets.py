@@ -8,7 +8,6 @@ kvq.eval.predict.clip_inputs.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -17,14 +16,12 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.annotations import VideoRecord, read_annotations
-from datasets.decoding import VideoDecodeError, read_frames
+from datasets.decoding import read_frames
 from datasets.features import clip_feature_paths, load_clip_features
 from datasets.normalize import SIMPLEVQA
 from datasets.samplers import SAMPLER_OPTIONS, build_sampler
 from datasets.views import apply_view, check_frame_size, resized_view, view_options
 from datasets.registry import DATASETS
-
-log = logging.getLogger(__name__)
 
 
 class VideoQualityDataset(Dataset):
@@ -44,7 +41,6 @@ class VideoQualityDataset(Dataset):
             raise ValueError("dataset needs at least one view in sample_types")
         self.samplers = {k: build_sampler(v) for k, v in self.sample_types.items()}
         self.decoder = opt.get("decoder", "decord")
-        self.skip_bad_videos = False
         self.records = records if records is not None else read_annotations(
             opt["anno_file"], opt.get("data_prefix", ""), opt.get("anno_format", "auto"),
             allow_repeats=opt.get("allow_repeats", False))
@@ -100,14 +96,7 @@ class VideoQualityDataset(Dataset):
         }
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
-        try:
-            return self.make_sample(record)
-        except VideoDecodeError as e:
-            if self.skip_bad_videos:
-                log.warning("skipping undecodable video: %s", e)
-                return {"bad_video": record.path, "error": str(e)}
-            raise
+        return self.make_sample(self.records[index])
 
     def make_sample(self, record: VideoRecord) -> dict[str, Any]:
         raise NotImplementedError
@@ -192,8 +181,8 @@ class SimpleVQADataset(VideoQualityDataset):
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """default_collate that drops samples marked bad (datasets with skip_bad_videos) and lists
-    them under 'bad_videos' as (path, error) pairs."""
+    """default_collate that drops samples marked bad (datasets.skipping.SkipUnreadable) and lists
+    them under 'bad_videos' as (video_name, error) pairs."""
     bad = [(s["bad_video"], s["error"]) for s in samples if "bad_video" in s]
     good = [s for s in samples if "bad_video" not in s]
     batch: dict[str, Any] = torch.utils.data.default_collate(good) if good else {}

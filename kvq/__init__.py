@@ -13,7 +13,7 @@ def __getattr__(name: str) -> Any:
 
         return load_scorer
     if name == "SlowFastOptions":
-        from kvq.api.inference import SlowFastOptions
+        from kvq.features.scored_files import SlowFastOptions
 
         return SlowFastOptions
     raise AttributeError(f"module 'kvq' has no attribute {name!r}")

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from kvq.core.config import source_of
 from models.network import VQANetwork
 
 
 def create_model(cfg: Mapping[str, Any]) -> VQANetwork:
     """The network described by a validated config's `model` section."""
-    return VQANetwork(cfg["model"]["args"], getattr(cfg, "source", "<config>"))
+    return VQANetwork(cfg["model"]["args"], source_of(cfg))
 
 
 __all__ = ["VQANetwork", "create_model"]

@@ -75,7 +75,7 @@ def read_labels(path: Path) -> list[dict]:
 
 def srocc_table(rows: list[dict], scores: dict[str, float]) -> list[tuple[str, int, float]]:
     """(group, clips, SROCC of scores vs VMAF) for all clips, then per codec and per content."""
-    from kvq.eval.metrics import correlation_metrics
+    from kvq.eval.correlations import correlation_metrics
 
     groups = [("all", rows)]
     for key in ("codec", "content"):

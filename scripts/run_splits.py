@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(log_level(args), int(os.environ.get("RANK", 0)))
     from kvq.core.device import select_devices
     from kvq.core.distributed import DistInfo, distributed
-    from kvq.eval.metrics import CORRELATIONS
+    from kvq.eval.correlations import CORRELATIONS
     from kvq.engine.nsplit import SplitOptions, run_splits, summarize, write_results
     from kvq.engine.preflight import check_pool
 

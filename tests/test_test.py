@@ -283,13 +283,13 @@ def test_simplevqa_videos_without_slowfast_weights_name_the_file(trained, tmp_pa
 
 def test_scoring_warns_about_bf16_where_the_gpu_has_none(trained, monkeypatch) -> None:
     """load_model (test.py, load_scorer) checks the precision as training does (kvq.core.device.check_amp)."""
-    import kvq.api.inference
+    import kvq.api.loading
     from kvq.config import load_config
 
     cfg, ckpt = trained
     calls = []
-    monkeypatch.setattr(kvq.api.inference, "check_amp", lambda device, amp: calls.append((device, amp)))
-    kvq.api.inference.load_model(load_config(cfg, ["amp=bf16"]), str(ckpt), torch.device("cpu"))
+    monkeypatch.setattr(kvq.api.loading, "check_amp", lambda device, amp: calls.append((device, amp)))
+    kvq.api.loading.load_model(load_config(cfg, ["amp=bf16"]), str(ckpt), torch.device("cpu"))
     assert calls == [(torch.device("cpu"), "bf16")]
 
 

@@ -157,7 +157,7 @@ def test_validation_scores_model_and_ema_in_one_pass(data: Path, tmp_path: Path,
     """Each val video decoded once for both models; each model's metrics as predicted alone."""
     from kvq.config import load_config
     from kvq.eval.predict import predict
-    from kvq.eval.metrics import correlation_metrics
+    from kvq.eval.correlations import correlation_metrics
     from kvq.engine.trainer import Trainer, TrainOptions
 
     cfg = load_config(write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, save_model=False)))
@@ -191,7 +191,7 @@ def test_resume_with_another_amp_setting(data: Path, tmp_path: Path) -> None:
 def test_cuda_random_state_is_the_current_device_s(monkeypatch) -> None:
     """Saved: the current GPU's generator only, so a run resumes where fewer GPUs are visible;
     states of older runs (a list with every GPU's) still load."""
-    from kvq.engine import trainer as engine
+    from kvq.engine import train_state as engine
 
     states = [torch.full((4,), i, dtype=torch.uint8) for i in range(4)]
     restored = []
@@ -211,14 +211,15 @@ def test_cuda_random_state_is_the_current_device_s(monkeypatch) -> None:
 
 def test_training_batches_are_full_and_calibration_scores_one_video_at_a_time(data: Path, tmp_path: Path,
                                                                               monkeypatch) -> None:
+    from kvq.engine import evaluation
     from kvq.engine import trainer as engine
 
     sizes, loaders = [], []
-    real_plcc, real_predict, real_each = engine.plcc_loss, engine.predict, engine.predict_each
+    real_plcc, real_predict, real_each = engine.plcc_loss, evaluation.predict, evaluation.predict_each
     monkeypatch.setattr(engine, "plcc_loss", lambda pred, label: sizes.append(len(pred)) or real_plcc(pred, label))
-    monkeypatch.setattr(engine, "predict", lambda model, loader, *a, **k: loaders.append(
+    monkeypatch.setattr(evaluation, "predict", lambda model, loader, *a, **k: loaders.append(
         (k["desc"], loader.batch_size)) or real_predict(model, loader, *a, **k))
-    monkeypatch.setattr(engine, "predict_each", lambda models, loader, *a, **k: loaders.append(
+    monkeypatch.setattr(evaluation, "predict_each", lambda models, loader, *a, **k: loaders.append(
         (k["desc"], loader.batch_size)) or real_each(models, loader, *a, **k))  # validation: model and EMA
     cfg = write_config(tmp_path / "c.yml", simplevqa_config(data, epochs=1, ema=False, batch_size=4))
     run(cfg, tmp_path / "out")

@@ -1,1 +1,1 @@
-"""Scoring videos with a trained checkpoint: model loading, video expansion, the Scorer."""
+"""Scoring videos with a trained checkpoint: loading (checkpoint -> config, model), scoring (the one scoring path), videos (--videos paths), the Scorer."""

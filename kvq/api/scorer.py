@@ -6,9 +6,10 @@
     result = scorer.score_many(["a.mp4", "b.mp4"], batch_size=4)
     result.scores, result.raw, result.errors
 
-The same pieces as `test.py --videos`: the config's test (else val, else train) views with
-deterministic sampling, `kvq.api.inference.score_videos`, and the checkpoint's calibration
-(kvq/eval/calibration.py) for scores on the training MOS scale.
+test.py (annotation and --videos modes) and the n-split protocol score through `Scorer` too:
+the config's test (else val, else train) views with deterministic sampling
+(`kvq.api.scoring.scoring_spec`), `kvq.api.scoring.score_dataset`, and the checkpoint's
+calibration (kvq/eval/calibration.py) for scores on the training MOS scale.
 """
 from __future__ import annotations
 
@@ -19,13 +20,19 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from datasets.annotations import VideoRecord
-from kvq.eval.calibration import Calibration, checkpoint_calibration
-from kvq.core.checkpoint import load_checkpoint_file
+from datasets import build_dataset
+from datasets.decoding import VideoDecodeError
+from datasets.registry import DATASETS
+from kvq.api.loading import checkpoint_config, checkpoint_for_test, load_model
+from kvq.api.scoring import score_dataset, scoring_spec
+from kvq.api.videos import video_records
 from kvq.config import Config, load_config
+from kvq.core.checkpoint import load_checkpoint_file
 from kvq.core.device import select_devices
-from kvq.api.inference import (SlowFastOptions, checkpoint_config, checkpoint_for_test, load_model, score_videos,
-                           scoring_spec)
+from kvq.core.distributed import DistInfo
+from kvq.eval.calibration import Calibration, checkpoint_calibration
+from kvq.eval.predict import Predictions
+from kvq.features.scored_files import SlowFastOptions, features_for_files
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +65,16 @@ class Scorer:
 
     def __init__(self, cfg: Config, checkpoint: str, device: Optional[str | torch.device] = None,
                  split: Optional[str] = None, checkpoint_obj: Any = None,
-                 slowfast: SlowFastOptions = SlowFastOptions()) -> None:
+                 slowfast: SlowFastOptions = SlowFastOptions(), calibrated: bool = True) -> None:
+        """calibrated: read the checkpoint's calibration (a warning when it has none); without
+        it, `calibration` is None and scores stay raw."""
         self.cfg = cfg
         self.slowfast = slowfast
         self.checkpoint = str(checkpoint)
         self.device = select_devices(None)[0] if device is None else torch.device(device)
         obj = load_checkpoint_file(checkpoint) if checkpoint_obj is None else checkpoint_obj
         self.model = load_model(cfg, self.checkpoint, self.device, obj)
-        self.calibration: Optional[Calibration] = checkpoint_calibration(obj, self.checkpoint)
+        self.calibration: Optional[Calibration] = checkpoint_calibration(obj, self.checkpoint) if calibrated else None
         self.split, self.spec = scoring_spec(cfg, split)
 
     @property
@@ -85,15 +94,35 @@ class Scorer:
         a progress bar. Videos that cannot be scored are listed in `errors`, the others scored."""
         return self._run(paths, batch_size, progress, root, num_workers, skip=True)
 
+    def predict_annotations(self, num_workers: int = 0, progress: bool = True, skip: bool = True,
+                            desc: str = "score", dist_info: Optional[DistInfo] = None
+                            ) -> tuple[Predictions, list[tuple[str, str]]]:
+        """Raw predictions (with labels when the annotation file has them) of the videos of the
+        scored split's annotation file, in its order, and (video, error) per video that could
+        not be read (skip; otherwise the first one raises). dist_info: see `score_dataset`."""
+        return score_dataset(self.model, build_dataset(self.spec), self.device, self.cfg["amp"], 1, num_workers,
+                             progress, skip, desc, dist_info)
+
+    def predict_files(self, paths: Sequence[str | Path], batch_size: int = 1, progress: bool = True,
+                      root: str | Path | None = None, num_workers: int = 0, skip: bool = True
+                      ) -> tuple[Predictions, list[tuple[str, str]]]:
+        """Raw predictions of video files (names: the paths as given; read from `root` / path
+        when `root` is given), SimpleVQA's SlowFast features made (or reused from the cache)
+        first, and (video, error) per video that could not be scored. skip: collect unreadable
+        videos instead of raising VideoDecodeError."""
+        records, spec, errors = features_for_files(video_records(paths, root), self.spec, self.slowfast, self.device,
+                                                   progress)
+        if errors and not skip:
+            raise VideoDecodeError(f"{errors[0][0]}: {errors[0][1]}")
+        dataset = DATASETS.get(spec["type"])(spec["args"], records=records)
+        preds, unreadable = score_dataset(self.model, dataset, self.device, self.cfg["amp"], batch_size, num_workers,
+                                          progress, skip)
+        return preds, errors + unreadable
+
     def _run(self, paths: Sequence[str | Path], batch_size: int, progress: bool, root: str | Path | None,
              num_workers: int, skip: bool) -> ScoreResult:
-        """Names are the paths as given; SimpleVQA's SlowFast features are made (or reused from
-        the cache) first. skip: collect unreadable videos in `errors` instead of raising."""
-        names = [str(p) for p in paths]
-        records = [VideoRecord(video_name=n, path=str(Path(root) / n) if root is not None else n, label=None, line=i)
-                   for i, n in enumerate(names, start=1)]
-        preds, errors = score_videos(self.model, records, self.spec, self.slowfast, self.device, self.cfg["amp"],
-                                    batch_size, num_workers, progress, skip)
+        """`predict_files`, calibrated when the checkpoint has a calibration."""
+        preds, errors = self.predict_files(paths, batch_size, progress, root, num_workers, skip)
         calibrated = self.calibration.apply(preds.scores).tolist() if self.calibration else None
         return ScoreResult(preds.names, preds.scores, calibrated, errors)
 

@@ -17,8 +17,12 @@ from kvq.core.errors import ConfigError
 from kvq.core.registry import did_you_mean
 
 __all__ = ["REQUIRED", "ConfigError", "Opt", "num", "integer", "boolean", "string", "mapping", "validate_mapping",
+<<<<<<< HEAD
            "parse_override", "apply_overrides", "Config", "constructor_args", "raw_at", "schema_rows", "range_text",
            "in_range"]
+=======
+           "parse_override", "apply_overrides", "Config", "source_of", "constructor_args", "raw_at", "schema_rows"]
+>>>>>>> h1
 
 REQUIRED = object()
 
@@ -183,6 +187,11 @@ class Config(dict):
         super().__init__(data)
         self.source = source
         self.warnings = warnings
+
+
+def source_of(cfg: Mapping[str, Any]) -> str:
+    """Where a config came from, for messages: `Config.source`; 'config' for a plain mapping."""
+    return getattr(cfg, "source", "config")
 
 
 def constructor_args(cls: type, args: Mapping[str, Any], path: str, source: str,

@@ -57,7 +57,7 @@ class FeatureCache:
 def cache_features(model: Any, loader: Iterable[Mapping[str, Any]], device: torch.device, amp: str = "off",
                    desc: str = "features", progress: bool = True) -> FeatureCache:
     """Every backbone of `model` (a `VQANetwork`, put in eval mode) on each video of `loader`
-    (batches of one video); videos the dataset marked undecodable (skip_bad_videos) are left out
+    (batches of one video); videos marked unreadable (datasets.skipping.SkipUnreadable) are left out
     with a warning. A backbone whose output is not one tensor (KSVQE's distortion tokens) is refused."""
     model.eval()
     per_key: dict[str, list[torch.Tensor]] = {key: [] for key in model.key_names}

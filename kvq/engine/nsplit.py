@@ -27,19 +27,20 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from torch.utils.data import DataLoader
 
-from datasets import build_dataset, collate
 from datasets.annotations import VideoRecord, detect_format, read_annotations
+from datasets.converters import Row, write_annotation_csv
 from datasets.splits import GROUP_BY, PARTS, grouped_n_splits
+from kvq.api.scorer import Scorer
 from kvq.config import Config, ConfigError, validate
-from kvq.eval.predict import gather_predictions, predict
-from kvq.api.inference import load_model, write_predictions
+from kvq.core.config import source_of
+from kvq.core.distributed import DistInfo, shared_is_file
 from kvq.core.io import atomic_open, atomic_write_text
-from kvq.eval.metrics import CORRELATIONS, correlation_metrics, selection_score
-from kvq.eval.plots import splits_box_plot
-from kvq.core.distributed import DistInfo, shard, shared_is_file
+from kvq.engine.train_state import TAG_NAMES
 from kvq.engine.trainer import TrainOptions, Trainer
+from kvq.eval.correlations import CORRELATIONS, correlation_metrics, selection_score
+from kvq.eval.plots import splits_box_plot
+from kvq.eval.predictions import write_predictions
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def pool_records(cfg: Mapping[str, Any]) -> Pool:
         prefixes.setdefault((args["data_prefix"], args["data_prefix_3D"]), []).append(args["anno_file"])
         sources.append(args["anno_file"])
         records += recs
-    source = getattr(cfg, "source", "config")
+    source = source_of(cfg)
     if not records:
         raise SplitsError(f"{source}: no labelled annotation file in data.train/val/test to split")
     if len(prefixes) > 1:
@@ -133,14 +134,13 @@ def group_keys(pool: Pool, group_by: str) -> list[str]:
 
 
 def write_part(path: Path, records: Sequence[VideoRecord], fmt: str, groups: Sequence[str]) -> Path:
-    """An annotation file of `fmt` (kvq_csv: `filename,score,group`; ksvqe/dover: 4 columns)."""
+    """An annotation file of `fmt` (kvq_csv: `filename,score,group`, `write_annotation_csv`;
+    ksvqe/dover: 4 columns, the records' own cls_label and dis_label)."""
+    if fmt == "kvq_csv":
+        return write_annotation_csv(path, [Row(r.video_name, r.label, g) for r, g in zip(records, groups)])
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        if fmt == "kvq_csv":
-            w.writerow(["filename", "score", "group"])
-            w.writerows([r.video_name, repr(r.label), g] for r, g in zip(records, groups))
-        else:
-            w.writerows([r.video_name, r.cls_label, r.dis_label, repr(r.label)] for r in records)
+        csv.writer(f, lineterminator="\n").writerows([r.video_name, r.cls_label, r.dis_label, repr(r.label)]
+                                                     for r in records)
     return path
 
 
@@ -162,27 +162,21 @@ def split_config(cfg: Config, files: Mapping[str, Path], fmt: str, index: int) -
         spec["args"]["anno_format"] = fmt
     raw["data"] = data
     raw["save_model"] = True
-    return validate(raw, f"{getattr(cfg, 'source', 'config')} (split {index})")
+    return validate(raw, f"{source_of(cfg)} (split {index})")
 
 
-def score_part(cfg: Mapping[str, Any], part: str, checkpoint: Path, device: torch.device,
-               predictions: Path, progress: bool = True, dist_info: Optional[DistInfo] = None) -> dict[str, float]:
-    """Score data.<part> with `checkpoint`; write its predictions (in annotation order); return
-    SROCC/PLCC/KROCC/RMSE. Under DDP every rank scores a shard (as validation does) and rank 0
-    writes and returns the metrics (other ranks: {})."""
+def score_part(cfg: Config, part: str, checkpoint: Path, device: torch.device, predictions: Path,
+               progress: bool = True, dist_info: Optional[DistInfo] = None) -> dict[str, float]:
+    """Score data.<part> with `checkpoint` (`Scorer.predict_annotations`); write its predictions
+    (in annotation order); return SROCC/PLCC/KROCC/RMSE. Under DDP every rank scores a shard (as
+    validation does) and rank 0 writes and returns the metrics (other ranks: {})."""
     info = dist_info or DistInfo()
-    model = load_model(cfg, str(checkpoint), device)
-    dataset = build_dataset(cfg["data"][part])
-    loader = DataLoader(shard(dataset, info), batch_size=1, shuffle=False, collate_fn=collate,
-                        num_workers=cfg["num_workers"], pin_memory=device.type == "cuda")
-    preds = gather_predictions(predict(model, loader, device, cfg["amp"], desc=part, progress=progress), info)
+    scorer = Scorer(cfg, str(checkpoint), device, part, calibrated=False)
+    preds, _ = scorer.predict_annotations(cfg["num_workers"], progress, skip=False, desc=part, dist_info=info)
     if not info.is_main:
         return {}
-    order = {r.video_name: i for i, r in enumerate(dataset.records)}
-    rows = sorted(zip(preds.names, preds.scores, preds.labels), key=lambda row: order[row[0]])
-    names, scores, labels = (list(column) for column in zip(*rows))
-    write_predictions(predictions, names, scores)
-    metrics = correlation_metrics(scores, labels, cfg["metrics_fit"])
+    write_predictions(predictions, preds.names, preds.scores)
+    metrics = correlation_metrics(preds.scores, preds.labels, cfg["metrics_fit"])
     return {k: metrics[k] for k in CORRELATIONS}
 
 
@@ -283,7 +277,7 @@ def _run_one(cfg: Config, index: int, parts: Mapping[str, list[int]], groups: Se
         return {}
     return {"split": index, **{f"n_{p}": len(ix) for p, ix in parts.items()},
             **{f"groups_{p}": len({groups[k] for k in ix}) for p, ix in parts.items()},
-            "selected": "model" if tag == "n" else "EMA", "epoch": kept[tag]["epoch"],
+            "selected": TAG_NAMES[tag], "epoch": kept[tag]["epoch"],
             **{f"val_{k}": kept[tag][k] for k in ("SROCC", "PLCC")}, **test,
             "checkpoint": str(checkpoint), "seconds": round(time.time() - t0, 1)}
 

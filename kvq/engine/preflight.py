@@ -22,6 +22,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from kvq.core.config import source_of
 from kvq.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,6 @@ SHOWN = 5  # missing files named per problem
 
 class PreflightError(ConfigError):
     """What a command would need but is not on disk: every problem, each with its fix."""
-
-
-def _source(cfg: Mapping[str, Any]) -> str:
-    return str(getattr(cfg, "source", "config"))
 
 
 def _examples(items: list[str]) -> str:
@@ -121,7 +118,7 @@ def weight_problems(cfg: Mapping[str, Any]) -> list[str]:
     from kvq.core.weights import MissingWeightsError, resolve_weight
 
     problems = []
-    for record, path in pretrained_weights(cfg["model"]["args"], _source(cfg)):
+    for record, path in pretrained_weights(cfg["model"]["args"], source_of(cfg)):
         try:
             resolve_weight(record, path)
         except MissingWeightsError as e:
@@ -223,8 +220,8 @@ def _finish(cfg: Mapping[str, Any], problems: list[str], warnings: list[str], di
         log.warning("preflight: %s", w)
     failed = _failed_ranks(bool(problems), dist_info)
     if problems:
-        raise PreflightError(f"{_source(cfg)}: {len(problems)} problem(s) found before any work:\n"
+        raise PreflightError(f"{source_of(cfg)}: {len(problems)} problem(s) found before any work:\n"
                              + "\n".join(f"  {i}. {p}" for i, p in enumerate(problems, start=1)))
     if failed:
-        raise PreflightError(f"{_source(cfg)}: preflight failed on {failed} other rank(s) (their log says what "
+        raise PreflightError(f"{source_of(cfg)}: preflight failed on {failed} other rank(s) (their log says what "
                              f"is missing there); rank {dist_info.rank} stops too")

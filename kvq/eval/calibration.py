@@ -2,7 +2,7 @@
 
 A model trained with the PLCC/rank losses outputs numbers on no particular scale; only their
 order and linear correlation with MOS are trained. After training, `fit_calibration` fits a
-4-parameter logistic (the VQEG form, `kvq.eval.metrics.logistic4`) from raw outputs to the MOS of
+4-parameter logistic (the VQEG form, `kvq.eval.correlations.logistic4`) from raw outputs to the MOS of
 the **train split** (never the labels of a set being scored), falling back to a least-squares
 line when the logistic fit fails, is flat or a near-step, runs against the data's direction or
 fits worse than the line. Calibrated scores are clipped to the scale's [min, max].
@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from kvq.eval.metrics import fit_logistic4, logistic4
+from kvq.eval.correlations import fit_logistic4, logistic4
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 import numpy as np
 
 from kvq.core.io import atomic_open
-from kvq.eval.metrics import CORRELATIONS, fit_logistic4, linear_rescale, logistic4
+from kvq.eval.correlations import CORRELATIONS, fit_logistic4, linear_rescale, logistic4
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -10,8 +10,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from datasets import collate
 from datasets.normalize import NORMALIZATIONS
 from kvq.core.device import autocast
 from kvq.core.distributed import DistInfo
@@ -19,6 +21,13 @@ from kvq.core.distributed import DistInfo
 log = logging.getLogger(__name__)
 
 VIDEO_KEYS = ("technical", "fragment", "resize_video", "simpleVQA", "aesthetic")
+
+
+def eval_loader(dataset: Dataset, device: torch.device, batch_size: int = 1, num_workers: int = 0) -> DataLoader:
+    """A loader that yields every item of `dataset` once, in order (no shuffling), collated by
+    `datasets.collate` (undecodable videos listed under 'bad_videos'); pinned memory on CUDA."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers,
+                      pin_memory=device.type == "cuda")
 
 
 def clips_per_video(batch: Mapping[str, Any]) -> int:
@@ -98,7 +107,7 @@ def predict(model: nn.Module, loader: Iterable[Mapping[str, Any]], device: torch
             desc: str = "predict", progress: bool = True, errors: Optional[list] = None) -> Predictions:
     """Mean score per video, in loader order. `model` is put in eval mode.
 
-    Videos the dataset marked undecodable (skip_bad_videos) are appended to `errors` as
+    Videos marked unreadable (datasets.skipping.SkipUnreadable) are appended to `errors` as
     (path, message); without an `errors` list they are an error."""
     return predict_each({"": model}, loader, device, amp, desc, progress, errors)[""]
 

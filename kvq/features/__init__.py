@@ -1,1 +1,1 @@
-"""Feature extraction: the SlowFast feature cache of SimpleVQA."""
+"""SlowFast features of SimpleVQA: extraction into the cache (slowfast), those of files scored by path (scored_files)."""

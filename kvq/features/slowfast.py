@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from datasets.decoding import VideoDecodeError, VideoReader, iter_frames
+from datasets.features import clip_feature_paths, feature_path
 from kvq.core.device import autocast, check_amp, to_channels_last
 from kvq.core.io import atomic_open, atomic_write_text, content_digest
 from models.slowfast import CLIP_FRAMES, SlowFastExtractor, preprocess_frames
@@ -113,8 +114,7 @@ def feature_status(out_dir: Path, video_name: str, path: str | os.PathLike) -> s
     try:
         recorded = json.loads((folder / MARKER).read_text()).get("video")
     except FileNotFoundError:
-        done = all((folder / f"feature_{i}_{p}_feature.npy").is_file()
-                   for i in range(MIN_CLIPS) for p in ("slow", "fast"))
+        done = all(path.is_file() for path in clip_feature_paths(out_dir, video_name, num_clips=MIN_CLIPS))
         return UNRECORDED if done else ABSENT
     if not recorded:
         return UNRECORDED
@@ -215,7 +215,7 @@ def save_video_features(out_dir: Path, name: str, plan: ClipPlan, slow: dict[int
     for i in reversed(range(plan.n_total)):
         src = min(i, plan.n_unique - 1)
         for pathway, values in (("slow", slow), ("fast", fast)):
-            with atomic_open(folder / f"feature_{i}_{pathway}_feature.npy", "wb") as f:
+            with atomic_open(feature_path(out_dir, name, i, pathway), "wb") as f:
                 np.save(f, values[src])
     atomic_write_text(folder / MARKER, json.dumps({"clips": plan.n_total, "fps": plan.fps,
                                                    "frames": plan.num_frames, "video": stamp}) + "\n")

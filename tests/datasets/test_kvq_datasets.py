@@ -114,15 +114,16 @@ def test_unreadable_or_wrong_sized_feature_file_is_named(root: Path, tmp_path: P
         ds[0]
 
 
-def test_bad_video_raises_at_test_and_is_skipped_in_training(root: Path) -> None:
+def test_bad_video_raises_unless_skipped(root: Path) -> None:
+    from datasets.skipping import SkipUnreadable
+
     with pytest.raises(VideoDecodeError, match="broken.mp4"):
         build_dataset(simplevqa_spec(root, anno="bad.csv"))[1]
-    ds = build_dataset(simplevqa_spec(root, phase="train", anno="bad.csv"))
-    ds.skip_bad_videos = True
+    ds = SkipUnreadable(build_dataset(simplevqa_spec(root, phase="train", anno="bad.csv")))
     batch = collate([ds[0], ds[1]])
     assert batch["simpleVQA"].shape[0] == 1
-    (path, error), = batch["bad_videos"]
-    assert path == str(root / "broken.mp4") and "broken.mp4" in error
+    (name, error), = batch["bad_videos"]
+    assert name == ds.records[1].video_name and "broken.mp4" in error
 
 
 def test_clip_inputs_normalise_uint8_views_as_the_samples_did(root: Path) -> None:

@@ -141,7 +141,7 @@ def test_views_normalised_otherwise_than_the_weight_record_are_a_preflight_probl
 def test_files_scored_by_path_get_no_slowfast_features_without_a_feature_folder() -> None:
     """The demo config (motion_channels 0, data_prefix_3D null): test.py --videos and load_scorer
     make no SlowFast features; a config with a feature folder still does."""
-    from kvq.api.inference import needs_slowfast_features
+    from kvq.features.scored_files import needs_slowfast_features
 
     spec = load_config(ROOT / "config/demo_simpleVQA.yml")["data"]["test"]
     assert not needs_slowfast_features(spec)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import metric_score
-from tests.kvq.eval.test_metrics import (
+from tests.kvq.eval.test_challenge import (
     HAND_PLCC,
     HAND_SROCC,
     NONSOURCE,

@@ -119,7 +119,8 @@ def test_data_parallel_replicas_compute_in_the_configured_dtype() -> None:
     from types import SimpleNamespace
 
     from kvq.core.device import AutocastForward
-    from kvq.engine.trainer import Trainer, bare
+    from kvq.engine.train_state import bare
+    from kvq.engine.trainer import Trainer
 
     linear = torch.nn.Linear(4, 3)
     assert _dtype_in_a_replica_thread(linear, "bf16") == torch.float32  # what a bare replica gets

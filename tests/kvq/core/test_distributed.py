@@ -148,19 +148,22 @@ def test_a_bad_video_on_one_rank_skips_that_step_on_both(tmp_path: Path) -> None
 
 # -- n-split: the test part scored by every rank -----------------------------------------------
 def _score_rank(info: DistInfo, cfg_path: str, out: str) -> None:
-    from kvq.engine import nsplit
+    import kvq.api.scorer
+    import kvq.api.scoring
     from kvq.config import load_config
+    from kvq.engine import nsplit
     from kvq.eval.predict import Predictions
 
     shards = []
 
-    def predict(model, loader, device, amp, desc, progress):  # scores: the labels reversed, no model run
+    def predict(model, loader, device, amp, desc, progress, errors):  # scores: the labels reversed, no model run
         records = [loader.dataset.dataset.records[i] for i in loader.dataset.indices]
         shards.append([r.video_name for r in records])
         return Predictions([r.video_name for r in records], [-r.label for r in records], [r.label for r in records])
 
-    nsplit.load_model = lambda cfg, checkpoint, device: None
-    nsplit.predict = predict
+    kvq.api.scorer.load_checkpoint_file = lambda checkpoint: {}
+    kvq.api.scorer.load_model = lambda cfg, checkpoint, device, obj: None
+    kvq.api.scoring.predict = predict
     metrics = nsplit.score_part(load_config(cfg_path), "val", Path("best.pth"), torch.device("cpu"),
                                 Path(out) / "p.csv", False, info)
     Path(out, f"rank{info.rank}.json").write_text(json.dumps({"shard": shards[0], "metrics": metrics}))

@@ -10,7 +10,7 @@ import train
 from datasets import build_dataset, collate
 from kvq.config import ConfigError, validate
 from kvq.eval.predict import clip_inputs, predict
-from kvq.api.inference import train_scoring_spec
+from kvq.api.scoring import train_scoring_spec
 from kvq.api.scorer import load_scorer
 from kvq.engine.trainer import Trainer, TrainOptions
 from tests.media import make_tiny_dataset, simplevqa_config

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from kvq.config import ConfigError, validate
-from kvq.engine.trainer import Trainer, TrainOptions, bare
+from kvq.engine.train_state import bare
+from kvq.engine.trainer import Trainer, TrainOptions
 from tests.media import make_tiny_dataset, simplevqa_config
 
 EPOCHS = 3

@@ -9,7 +9,7 @@ import torch
 from kvq.eval.calibration import Calibration, calibration_indices, checkpoint_calibration, fit_calibration
 from kvq.core.checkpoint import load_checkpoint_file
 from kvq.core.io import atomic_torch_save
-from kvq.eval.metrics import logistic4
+from kvq.eval.correlations import logistic4
 
 
 def test_logistic_fit_recovers_a_monotone_map_and_round_trips_through_a_checkpoint(tmp_path: Path) -> None:

@@ -1,10 +1,9 @@
+"""kvq.api.videos: --videos paths expanded, records made."""
 import logging
 import os
 from pathlib import Path
 
-import pytest
-
-from kvq.api.inference import checkpoint_for_test, expand_videos, video_records
+from kvq.api.videos import expand_videos, video_records
 
 
 def test_expand_videos_files_folders_globs(tmp_path: Path) -> None:
@@ -23,7 +22,7 @@ def test_expand_videos_lists_missing_paths_and_reports_duplicates(tmp_path: Path
     (tmp_path / "a.mp4").write_bytes(b"x")
     os.symlink(tmp_path / "a.mp4", tmp_path / "link.mp4")
     monkeypatch.chdir(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="kvq.api.inference"):
+    with caplog.at_level(logging.WARNING, logger="kvq.api.videos"):
         found, missing = expand_videos(["a.mp4", "nothing_here*.mp4", "./a.mp4", str(tmp_path / "a.mp4"),
                                         "link.mp4", "a.mp4", "gone.mp4"])
     assert found == ["a.mp4"]
@@ -32,11 +31,7 @@ def test_expand_videos_lists_missing_paths_and_reports_duplicates(tmp_path: Path
     assert "repeated paths (4)" in warning and "./a.mp4 (= a.mp4)" in warning and "link.mp4" in warning
 
 
-def test_scoring_never_falls_back_to_load_path() -> None:
-    """load_path is what training starts from (for KSVQE a backbone-only LSVQ file): scoring takes
-    --checkpoint or test_load_path only, and the error says so."""
-    cfg = {"test_load_path": None, "load_path": "pretrained_weights/KSVQE_techniqual_pretrainonLSVQ.pth"}
-    with pytest.raises(FileNotFoundError, match="pass --checkpoint or set test_load_path.*load_path"):
-        checkpoint_for_test(cfg)
-    assert checkpoint_for_test(cfg, "given.pth") == "given.pth"
-    assert checkpoint_for_test({**cfg, "test_load_path": "t.pth"}) == "t.pth"
+def test_video_records_read_from_root(tmp_path: Path) -> None:
+    records = video_records(["a.mp4", Path("sub/b.mp4")], root=tmp_path)
+    assert [(r.video_name, r.path, r.line) for r in records] == [("a.mp4", str(tmp_path / "a.mp4"), 1),
+                                                                 ("sub/b.mp4", str(tmp_path / "sub/b.mp4"), 2)]
