@@ -17,12 +17,8 @@ from kvq.core.errors import ConfigError
 from kvq.core.registry import did_you_mean
 
 __all__ = ["REQUIRED", "ConfigError", "Opt", "num", "integer", "boolean", "string", "mapping", "validate_mapping",
-<<<<<<< HEAD
-           "parse_override", "apply_overrides", "Config", "constructor_args", "raw_at", "schema_rows", "range_text",
-           "in_range"]
-=======
-           "parse_override", "apply_overrides", "Config", "source_of", "constructor_args", "raw_at", "schema_rows"]
->>>>>>> h1
+           "parse_override", "apply_overrides", "Config", "source_of", "constructor_args", "raw_at", "schema_rows",
+           "range_text", "in_range"]
 
 REQUIRED = object()
 
