@@ -21,11 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class World:
-    """Tiny labelled videos, a config over them and an output folder (absent until a run makes it)."""
+    """Tiny labelled videos, a config over them, an output folder (absent until a run makes it) and
+    a checkpoint trained on such videos (`trained` of conftest.py: its config and best checkpoint)."""
 
     data: Path
     config: Path
     out: Path
+    trained_config: Path
+    checkpoint: Path
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,12 @@ CASES = [
          lambda w: train(w, "--set", f"data.val.args.anno_file={w.data / 'leak.csv'}"),
          2, ("same video", "'./v0.mp4'", "leak.csv line 3", "train.csv line 2"), leaking_val),
     Case("config file missing", lambda w: train(w, "-o", str(w.data / "nothing.yml")), 2, ("nothing.yml",)),
+    # --- rows: training (engine) ---
+
+    # --- rows: scoring, outputs and text files ---
+
+    # --- rows: orientation ---
+
 ]
 
 
@@ -81,10 +90,10 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, data: Path, tmp_path: Path) -> None:
+def test_bad_input(case: Case, data: Path, trained: tuple[Path, Path], tmp_path: Path) -> None:
     config = tmp_path / "c.yml"
     config.write_text(yaml.safe_dump(simplevqa_config(data, epochs=1, ema=False)))
-    world = World(data, config, tmp_path / "out")
+    world = World(data, config, tmp_path / "out", *trained)
     case.prepare(world)
     before = tree_digest(data), config.read_bytes()
     argv = case.command(world)

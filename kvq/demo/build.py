@@ -58,6 +58,7 @@ from kvq.demo.ffmpeg import VMAF_MODEL, ffmpeg_exe, ffmpeg_version, measure_vmaf
 from kvq.demo.plan import MOS_MAPPING, PROCESSINGS, SPLITS, DemoParams, SourcePlan, plan_dataset
 from kvq.demo.processing import process_version
 from kvq.demo.sources import render_source
+from kvq.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ DATASET_JSON = "dataset.json"
 BUILD_DIR = ".build"
 
 
-class DemoDatasetError(RuntimeError):
+class DemoDatasetError(UserError, RuntimeError):
     """The demo dataset cannot be built here (the folder holds a different dataset or other files)."""
 
 

@@ -44,17 +44,12 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of `rng_state`; states of older runs hold a list with every visible GPU's CUDA
-    state: the current device's entry is used (the first when there are fewer entries)."""
+    """Inverse of `rng_state` (the CUDA state goes to the current device)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        cuda = state["cuda"]
-        if isinstance(cuda, (list, tuple)):
-            index = torch.cuda.current_device()
-            cuda = cuda[index] if index < len(cuda) else cuda[0]
-        torch.cuda.set_rng_state(cuda)
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def bare(model: nn.Module) -> nn.Module:

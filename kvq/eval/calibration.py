@@ -139,7 +139,7 @@ def fit_calibration(raw: Sequence[float], mos: Sequence[float], scale: str = "MO
 
 def checkpoint_calibration(obj: Any, source: str) -> Optional[Calibration]:
     """The calibration stored in a checkpoint object (train.py's best checkpoints), or None with
-    a warning (checkpoints of the reference code, of older runs, or `*_last.pth` states)."""
+    a warning (checkpoints of the reference code or of runs with calibration disabled, `*_last.pth` states)."""
     data = obj.get(CHECKPOINT_KEY) if isinstance(obj, Mapping) else None
     if data is None:
         log.warning("%s has no calibration (not a best checkpoint of train.py with calibration enabled): "
