@@ -52,13 +52,13 @@ from typing import Optional
 
 from tqdm import tqdm
 
+from kvq.core.errors import UserError
 from kvq.core.io import atomic_write_text
 from kvq.demo.annotations import LAYOUTS, video_records, write_annotations
 from kvq.demo.ffmpeg import VMAF_MODEL, ffmpeg_exe, ffmpeg_version, measure_vmaf
 from kvq.demo.plan import MOS_MAPPING, PROCESSINGS, SPLITS, DemoParams, SourcePlan, plan_dataset
 from kvq.demo.processing import process_version
 from kvq.demo.sources import render_source
-from kvq.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
