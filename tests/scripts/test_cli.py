@@ -42,7 +42,6 @@ HEAVY_ENTRY_POINTS = ["scripts/gpu_check.py"]
 # what may end a script without run_main: (file, why)
 NO_RUN_MAIN = {
     "benchmarks/reference_views.py": "runs in the reference's checkout with its python: imports nothing of this project",
-    "benchmarks/run.py": "being split into modules (the split ends it with run_main)",
 }
 # every hyphenated spelling that is an alias of an underscore flag:
 # (entry point, argv with the alias, parsed attribute, expected value)
@@ -93,7 +92,7 @@ def root_logging():
 def entry_points() -> list[str]:
     """Every command-line entry point: the top-level scripts, scripts/*.py, benchmarks/*.py."""
     top = [p.name for p in ROOT.glob("*.py") if "__main__" in p.read_text()]
-    return sorted(top) + [str(p.relative_to(ROOT)) for d in ("scripts", "benchmarks") for p in sorted((ROOT / d).glob("*.py"))]
+    return sorted(top) + [str(p.relative_to(ROOT)) for d in ("scripts", "benchmarks") for p in sorted((ROOT / d).glob("*.py")) if p.name != "__init__.py"]
 
 
 def load_entry(entry: str):
