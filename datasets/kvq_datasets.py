@@ -180,12 +180,40 @@ class SimpleVQADataset(VideoQualityDataset):
         return sample
 
 
+def frame_size_key(view: str) -> str:
+    """The batch key of the frame sizes of `view`'s clips (set by `collate` when they differ)."""
+    return f"{view}_frame_size"
+
+
+def pad_to_common_size(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`samples` whose clips [C, T, H, W] of one view differ in frame size only (the native-size
+    simpleVQA view, resize null) padded with zeros at the bottom and right to the largest height and
+    width, each with `frame_size_key(view)`: int64 [2], its clip's (H, W). The padding only lets the
+    clips travel as one tensor: the backbone crops it off before it computes anything
+    (docs/data.md "Videos of different sizes in one batch"). Other samples are returned as they are."""
+    out = samples
+    for key, value in samples[0].items():
+        if not (torch.is_tensor(value) and value.ndim == 4):
+            continue
+        shapes = [s[key].shape for s in samples]
+        if len({shape[-2:] for shape in shapes}) == 1 or len({shape[:-2] for shape in shapes}) > 1:
+            continue  # one size (default_collate stacks it), or clips that differ in more than size
+        height, width = max(shape[-2] for shape in shapes), max(shape[-1] for shape in shapes)
+        out = [dict(s) for s in out]
+        for s, shape in zip(out, shapes):
+            padded = s[key].new_zeros((*shape[:-2], height, width))
+            padded[..., :shape[-2], :shape[-1]] = s[key]
+            s[key], s[frame_size_key(key)] = padded, torch.tensor(shape[-2:])
+    return out
+
+
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """default_collate that drops samples marked bad (datasets.skipping.SkipUnreadable) and lists
-    them under 'bad_videos' as (video_name, error) pairs."""
+    them under 'bad_videos' as (video_name, error) pairs; clips of one view that differ in frame
+    size are padded to one size, their sizes under `frame_size_key(view)` [B, 2] (`pad_to_common_size`)."""
     bad = [(s["bad_video"], s["error"]) for s in samples if "bad_video" in s]
     good = [s for s in samples if "bad_video" not in s]
-    batch: dict[str, Any] = torch.utils.data.default_collate(good) if good else {}
+    batch: dict[str, Any] = torch.utils.data.default_collate(pad_to_common_size(good)) if good else {}
     batch["bad_videos"] = bad
     return batch
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 DEAD_MLP_REASON = "unused MLP of the reference backbone"
 REFERENCE = "resnet50"
 RESNET50_CHANNELS = (256, 512, 1024, 2048)  # layer1..layer4
+FRAME_SIZE_KEY = "simpleVQA_frame_size"  # datasets.kvq_datasets.frame_size_key("simpleVQA")
 
 
 def map_by_position(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], file: Any
@@ -74,6 +75,8 @@ class SimpleVQABackbone(nn.Module):
 
     forward(batch): batch["simpleVQA"] [B, 3, T, H, W] frames, batch["feat"] [B, T, 2304]
     SlowFast features (slow 2048 ‖ fast 256: motion_channels; not read when 0) -> [B, T, out_channels].
+    Native-size clips of different sizes come padded to one size, with batch["simpleVQA_frame_size"]
+    [B, 2] their (H, W) (datasets.collate): each is cut back to its size before the trunk.
     """
 
     head_type = "SimpleVQAHead"
@@ -199,11 +202,34 @@ class SimpleVQABackbone(nn.Module):
                 maps.append(x)
         return maps
 
-    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        video = batch["simpleVQA"]
+    def spatial_features(self, video: torch.Tensor) -> torch.Tensor:
+        """[B, 3, T, H, W] frames -> [B*T, C] mean + std pooled maps of the chosen stages."""
         b, c, t, h, w = video.shape
         x = video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        pooled = [mean_std_pool(m) for m in self.stage_maps(x)]
+        return torch.cat([mean_std_pool(m) for m in self.stage_maps(x)], dim=1)
+
+    def spatial_features_by_size(self, video: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """`spatial_features` of clips padded to one size (datasets.collate): each clip cut back
+        to its (H, W) of `sizes` [B, 2], the clips of one size run together, the features put
+        back in batch order: [B*T, C], as each clip gives alone."""
+        t = video.shape[2]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (h, w) in enumerate(sizes.tolist()):
+            groups.setdefault((h, w), []).append(i)
+        order, parts = [], []
+        for (h, w), index in groups.items():
+            parts.append(self.spatial_features(video[index, :, :, :h, :w]).unflatten(0, (len(index), t)))
+            order += index
+        inverse = torch.argsort(torch.tensor(order, device=video.device))
+        return torch.cat(parts)[inverse].flatten(0, 1)
+
+    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        video = batch["simpleVQA"]
+        b, t = video.shape[0], video.shape[2]
+        if FRAME_SIZE_KEY in batch:
+            pooled = [self.spatial_features_by_size(video, batch[FRAME_SIZE_KEY])]
+        else:
+            pooled = [self.spatial_features(video)]
         if self.motion_channels:
             if "feat" not in batch:
                 raise ValueError("the simpleVQA backbone (motion_channels > 0) needs SlowFast features: set "

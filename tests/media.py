@@ -77,3 +77,28 @@ def ksvqe_config(root: Path, epochs: int = 1, **top) -> dict:
                      "test": split("test", 2, "unlabeled.csv")},
             "model": {"type": "KSVQE", "args": {"KSVQE": {"backbone": backbone, "head": {}}}},
             "optimizer": {"lr": 1e-4}, "loss": {"plcc": 1.0, "contrastive": 0.3}}
+
+
+def make_mixed_orientation_dataset(root: Path, frames: int = 8) -> Path:
+    """Two portrait (48x64, WxH) and two landscape (64x48) videos in train.csv (labels 1..4, one
+    batch of 4 holds both orientations) and four others in val.csv."""
+    for split, names in (("train", ("p0", "l0", "p1", "l1")), ("val", ("vp0", "vl0", "vp1", "vl1"))):
+        for i, name in enumerate(names):
+            size = "48x64" if "p" in name else "64x48"
+            make_video(root / f"{name}.mp4", size=size, frames=frames, source=SOURCES[i + (split == "val")])
+        rows = "".join(f"{name}.mp4,{i + 1}\n" for i, name in enumerate(names))
+        (root / f"{split}.csv").write_text("filename,score\n" + rows)
+    return root
+
+
+def native_size_config(root: Path, epochs: int = 1, **top) -> dict:
+    """simplevqa_config over make_mixed_orientation_dataset(root), with the demo's native-size view
+    (resize: null: frames at their own size) and a random EfficientNet-Lite0 without SlowFast features."""
+    cfg = simplevqa_config(root, epochs, **top)
+    for split in cfg["data"].values():
+        split["args"].update(data_prefix_3D=None, normalization="inception")
+        split["args"]["sample_types"]["simpleVQA"].update(resize=None, crop=None)
+    cfg["data"]["test"]["args"]["anno_file"] = str(root / "val.csv")
+    cfg["model"]["args"]["simpleVQA"]["backbone"] = {"spatial": "tf_efficientnet_lite0", "pretrained": False,
+                                                      "stages": [0, 1, 2, 3], "motion_channels": 0}
+    return cfg

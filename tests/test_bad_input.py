@@ -14,7 +14,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from tests.media import make_tiny_dataset, simplevqa_config
+from tests.media import make_tiny_dataset, make_video, native_size_config, simplevqa_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +56,18 @@ def leaking_val(world: World) -> None:
     (world.data / "leak.csv").write_text("filename,score\nw0.mp4,1\n./v0.mp4,2\nw1.mp4,3\n")
 
 
+def mixed_orientations(world: World) -> None:
+    """The demo's native-size view (resize null) over portrait v0, v1 (64x96) and two landscape
+    clips (96x64) in one batch of 4, cache_features false."""
+    for i, source in enumerate(("smptebars", "rgbtestsrc")):
+        make_video(world.data / f"land{i}.mp4", size="96x64", frames=8, source=source)
+    (world.data / "mixed.csv").write_text("filename,score\nv0.mp4,1\nland0.mp4,2\nv1.mp4,3\nland1.mp4,4\n")
+    cfg = native_size_config(world.data, ema=False, batch_size=4, cache_features=False,
+                             calibration={"enabled": False})
+    cfg["data"]["train"]["args"]["anno_file"] = str(world.data / "mixed.csv")
+    world.config.write_text(yaml.safe_dump(cfg))
+
+
 CASES = [
     Case("annotation in Latin-1", lambda w: train(w, "--set", f"data.train.args.anno_file={w.data / 'latin1.csv'}"),
          2, ("latin1.csv", "line 4", "UTF-8"), latin1_annotation),
@@ -75,6 +87,8 @@ CASES = [
     # --- rows: scoring, outputs and text files ---
 
     # --- rows: orientation ---
+    Case("portrait and landscape clips at native size in one batch", train, 0, ("epoch 0:",), mixed_orientations,
+         no_output=False),
 
 ]
 

@@ -227,3 +227,20 @@ def test_training_batches_are_full_and_calibration_scores_one_video_at_a_time(da
     assert sizes == [6]  # a train list smaller than batch_size: one batch of all its videos
     logs = "".join(f.read_text() for f in (tmp_path / "out" / "log").glob("*.log"))
     assert "gives 6 videos, fewer than batch_size 7: training uses batches of 6" in logs
+
+
+def test_mixed_orientations_train_and_score_in_one_batch(tmp_path: Path) -> None:
+    """Native-size frames (resize: null) of portrait and landscape videos share batches (cache_features
+    false): training runs, and scoring in batches of 4 gives each video the score it gets alone."""
+    from kvq.api.scorer import load_scorer
+    from tests.media import make_mixed_orientation_dataset, native_size_config
+
+    data = make_mixed_orientation_dataset(tmp_path / "data")
+    cfg = native_size_config(data, ema=False, batch_size=4, calibration={"enabled": False})
+    run(write_config(tmp_path / "c.yml", cfg), tmp_path / "out")
+    scorer = load_scorer(tmp_path / "out" / "tiny_head_val-ltest_n_finetuned.pth", device="cpu")
+    videos = ["vp0.mp4", "vl0.mp4", "vp1.mp4", "vl1.mp4"]
+    together = scorer.score_many(videos, batch_size=4, progress=False, root=data)
+    alone = [scorer.score(v, root=data) for v in videos]
+    assert together.paths == videos and not together.errors
+    assert np.allclose(together.scores, alone, atol=1e-5)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from datasets import collate
+from datasets.kvq_datasets import frame_size_key
 from datasets.normalize import NORMALIZATIONS
 from kvq.core.device import autocast
 from kvq.core.distributed import DistInfo
@@ -21,6 +22,7 @@ from kvq.core.distributed import DistInfo
 log = logging.getLogger(__name__)
 
 VIDEO_KEYS = ("technical", "fragment", "resize_video", "simpleVQA", "aesthetic")
+PER_VIDEO_KEYS = ("dis_label", "label", *(frame_size_key(k) for k in VIDEO_KEYS))  # repeated per clip
 
 
 def eval_loader(dataset: Dataset, device: torch.device, batch_size: int = 1, num_workers: int = 0) -> DataLoader:
@@ -47,7 +49,7 @@ def split_clips(batch: Mapping[str, Any], n: int) -> dict[str, Any]:
             if t % n:
                 raise ValueError(f"'{key}' has {t} frames, not a multiple of num_clips {n}")
             out[key] = value.view(b, c, n, t // n, h, w).transpose(1, 2).reshape(b * n, c, t // n, h, w)
-        elif torch.is_tensor(value) and value.ndim >= 1 and key in ("dis_label", "label"):
+        elif torch.is_tensor(value) and value.ndim >= 1 and key in PER_VIDEO_KEYS:
             out[key] = value.repeat_interleave(n, dim=0)
         else:
             out[key] = value

@@ -153,3 +153,25 @@ def test_simplevqa_without_feature_folder_sends_no_features(root: Path) -> None:
     s = build_dataset(spec)[0]
     assert "feat" not in s and s["normalization"] == {"simpleVQA": "inception"}
     assert s["simpleVQA"].shape == (3, 8, 112, 112)
+
+
+def test_native_size_clips_of_both_orientations_collate_padded_with_their_sizes(root: Path) -> None:
+    """resize null: a.mp4 (72x128, WxH) and b.mp4 (128x72) go in one batch, padded to 128x128 with
+    their sizes; clip_inputs repeats the sizes per clip; fixed-size views are stacked as before."""
+    from kvq.eval.predict import clip_inputs
+
+    spec = simplevqa_spec(root)
+    spec["args"]["sample_types"]["simpleVQA"].update(resize=None, crop=None, clip_len=4, t_frag=4, num_clips=2)
+    ds = build_dataset(spec)
+    a, b = ds[0], ds[1]
+    batch = collate([a, b])
+    assert batch["simpleVQA"].shape == (2, 3, 8, 128, 128)
+    assert batch["simpleVQA_frame_size"].tolist() == [[128, 72], [72, 128]]
+    assert torch.equal(batch["simpleVQA"][0, :, :, :, :72], a["simpleVQA"])
+    assert torch.equal(batch["simpleVQA"][1, :, :, :72], b["simpleVQA"])
+    assert not batch["simpleVQA"][0, :, :, :, 72:].any() and not batch["simpleVQA"][1, :, :, 72:].any()
+    inputs, n = clip_inputs(batch, torch.device("cpu"))
+    assert n == 2 and inputs["simpleVQA_frame_size"].tolist() == [[128, 72], [128, 72], [72, 128], [72, 128]]
+    assert "simpleVQA_frame_size" not in collate([a, a])
+    fixed = build_dataset(simplevqa_spec(root))
+    assert set(collate([fixed[0], fixed[1]])) == set(collate([fixed[0]]))

@@ -146,3 +146,21 @@ def test_files_scored_by_path_get_no_slowfast_features_without_a_feature_folder(
     spec = load_config(ROOT / "config/demo_simpleVQA.yml")["data"]["test"]
     assert not needs_slowfast_features(spec)
     assert needs_slowfast_features({**spec, "args": {**spec["args"], "data_prefix_3D": "feature/demo"}})
+
+
+def test_clips_of_different_sizes_in_one_batch_give_their_own_features() -> None:
+    """Native-size clips padded to one size by datasets.collate (sizes under simpleVQA_frame_size)
+    give each the features it gives alone; the padding is never seen."""
+    from datasets.kvq_datasets import collate, frame_size_key
+    from models.simplevqa import FRAME_SIZE_KEY
+
+    assert FRAME_SIZE_KEY == frame_size_key("simpleVQA")
+    backbone = SimpleVQABackbone(pretrained=False, motion_channels=0, **LITE0).eval()
+    clips = [torch.rand(3, 2, h, w) for h, w in ((64, 40), (40, 64), (64, 40), (48, 48))]
+    batch = collate([{"simpleVQA": c} for c in clips])
+    assert batch["simpleVQA"].shape == (4, 3, 2, 64, 64)
+    with torch.no_grad():
+        together = backbone(batch)
+        alone = torch.cat([backbone({"simpleVQA": c[None]}) for c in clips])
+    assert together.shape == (4, 2, backbone.out_channels)
+    assert torch.allclose(together, alone, atol=1e-5)
